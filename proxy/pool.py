@@ -3,6 +3,8 @@
 Mutable state, all touched only from the event loop and never across an `await`:
   _upstreams[name]      an _Upstream; its `spec` is replaced whole by `replace()`
   _Upstream.healthy     keys of endpoints that are in rotation (health state)
+  _Upstream.active_down keys the active checker last judged down (an ejection ending must not
+                        put those back)
   _Upstream.candidates  tuple rebuilt on every change, then swapped: `pick()` only reads it
   _inflight[key]        requests in progress per endpoint (shared across upstreams)
 
@@ -49,11 +51,23 @@ TransitionListener = Callable[[HealthTransition], None]
 
 
 class _Upstream:
-    __slots__ = ("candidates", "ejected_until", "failures_5xx", "healthy", "spec", "strategy")
+    __slots__ = (
+        "active_down",
+        "by_key",
+        "candidates",
+        "ejected_until",
+        "failures_5xx",
+        "healthy",
+        "spec",
+        "strategy",
+    )
 
     def __init__(self, spec: UpstreamSpec, strategy: Strategy) -> None:
         self.spec = spec
         self.strategy = strategy
+        # The health checker reports every probe, so membership checks must be O(1).
+        self.by_key: dict[str, Endpoint] = {e.key: e for e in spec.endpoints}
+        self.active_down: set[str] = set()
         # New endpoints start in rotation: Kubernetes readiness (or the operator) already vouched
         # for them, and passive failover catches the ones that are not there yet.
         self.healthy: set[str] = {e.key for e in spec.endpoints}
@@ -112,8 +126,11 @@ class Pool:
         removed = tuple(e for e in current.spec.endpoints if e.key not in new_keys)
         if (current.spec.strategy, current.spec.hash_on) != (spec.strategy, spec.hash_on):
             current.strategy = self._new_strategy(spec)
+        health_turned_off = current.spec.health.enabled and not spec.health.enabled
         current.spec = spec
+        current.by_key = {e.key: e for e in spec.endpoints}
         current.healthy = (current.healthy & new_keys) | {e.key for e in added}
+        current.active_down &= new_keys
         for key in list(current.ejected_until):
             if key not in new_keys:
                 del current.ejected_until[key]
@@ -121,6 +138,13 @@ class Pool:
             if key not in new_keys:
                 del current.failures_5xx[key]
         current.rebuild()
+        if health_turned_off:
+            # Nothing will probe these any more: an endpoint held out by a failed probe or a
+            # passive failure (no ejection time) would stay out forever. Ejections run on.
+            current.active_down.clear()
+            for endpoint in spec.endpoints:
+                if endpoint.key not in current.ejected_until:
+                    self._set(current, endpoint, True, "health checks disabled", "active")
         return PoolChange(spec.name, added=added, removed=removed)
 
     def remove(self, name: str) -> PoolChange:
@@ -180,8 +204,9 @@ class Pool:
         for key, until in list(current.ejected_until.items()):
             if until <= now:
                 del current.ejected_until[key]
-                endpoint = next((e for e in current.spec.endpoints if e.key == key), None)
-                if endpoint is not None and endpoint.key not in current.healthy:
+                endpoint = current.by_key.get(key)
+                # An endpoint the active checker holds down stays down until a probe passes.
+                if endpoint is not None and key not in current.active_down:
                     self._set(current, endpoint, True, "ejection time over", "outlier")
 
     def inflight(self, endpoint: Endpoint) -> int:
@@ -220,10 +245,16 @@ class Pool:
             self._inflight.pop(endpoint.key, None)
 
     def report(self, upstream: str, endpoint: Endpoint, *, healthy: bool, reason: str) -> None:
-        """Active health verdict (thresholds already applied by the checker)."""
+        """Active health verdict, thresholds already applied. The checker repeats its verdict
+        after every probe, so this must be (and is) a no-op when nothing changes; that
+        repetition is what brings back an endpoint a passive failure took out."""
         current = self._upstreams.get(upstream)
-        if current is None or endpoint.key not in {e.key for e in current.spec.endpoints}:
+        if current is None or endpoint.key not in current.by_key:
             return  # a probe that finished after its endpoint left: nothing to change
+        if healthy:
+            current.active_down.discard(endpoint.key)
+        else:
+            current.active_down.add(endpoint.key)
         if healthy and endpoint.key in current.ejected_until:
             return  # an outlier stays out for its ejection time even if /healthz passes
         self._set(current, endpoint, healthy, reason, "active")
@@ -243,8 +274,8 @@ class Pool:
     def report_status(self, upstream: str, endpoint: Endpoint, status: int) -> None:
         """Outlier detection: count consecutive 5xx answers; eject at the configured count."""
         current = self._upstreams.get(upstream)
-        if current is None:
-            return
+        if current is None or endpoint.key not in current.by_key:
+            return  # an answer that arrived after its endpoint left
         limit = current.spec.outlier.consecutive_5xx
         if limit <= 0:
             return
