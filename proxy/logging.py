@@ -1,0 +1,226 @@
+"""JSON logs on stdout, one object per line.
+
+Every line carries `timestamp` (RFC 3339, UTC), `level`, `event`, `message` and `logger`, then
+whatever the caller passed in `extra=`. Callers name what happened with `extra={"event": ...}`;
+lines without one get `event: "log"`.
+
+The access log has its own logger (`kubeferry.access`) with its own handler and
+`propagate=False`: it runs once per request, so it skips the root logger's handler walk and the
+stack inspection `Logger.info` does, and the access switch does not depend on the root level.
+"""
+
+from __future__ import annotations
+
+import json
+import logging as _logging
+import random
+import sys
+import time
+from typing import Any, TextIO
+
+from pythonjsonlogger.core import RESERVED_ATTRS
+from pythonjsonlogger.json import JsonFormatter
+
+from proxy.pool import HealthTransition
+from proxy.settings import LogSettings
+
+ACCESS_LOGGER = "kubeferry.access"
+HEALTH_LOGGER = "kubeferry.health"
+
+_LEVELS = {
+    "debug": _logging.DEBUG,
+    "info": _logging.INFO,
+    "warning": _logging.WARNING,
+    "error": _logging.ERROR,
+}
+# Attributes of a LogRecord that are not caller fields (taskName exists from Python 3.12).
+_RESERVED = (*RESERVED_ATTRS, "taskName", "event")
+_RESERVED_SET = frozenset(_RESERVED)
+# Record attribute holding a prepared field dict (the access log's shortcut; see add_fields).
+_FIELDS = "_kubeferry_fields"
+
+
+class _StdoutHandler(_logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever `sys.stdout` is at the time of each line, so a redirected or
+    captured stdout (tests, `contextlib.redirect_stdout`) gets the lines, and a replaced
+    stream that was closed never breaks logging."""
+
+    _kubeferry = True  # marks the handlers configure_logging owns, for idempotence
+
+    def __init__(self) -> None:
+        super().__init__(sys.stdout)
+
+    @property
+    def stream(self) -> TextIO:
+        return sys.stdout
+
+    @stream.setter
+    def stream(self, value: TextIO) -> None:
+        pass  # always sys.stdout; StreamHandler.__init__ assigns it
+
+
+class JsonLineFormatter(JsonFormatter):
+    """python-json-logger's formatter with our fixed leading keys and a reused encoder."""
+
+    def __init__(self) -> None:
+        super().__init__(reserved_attrs=list(_RESERVED))
+        # json.dumps builds a new encoder on every call once `default` is set; one reused
+        # encoder keeps the C fast path and saves that per line.
+        self._encoder = json.JSONEncoder(default=_json_default)
+        self._second = -1
+        self._second_text = ""
+
+    def add_fields(
+        self,
+        log_data: dict[str, Any],
+        record: _logging.LogRecord,
+        message_dict: dict[str, Any],
+    ) -> None:
+        attributes = record.__dict__
+        log_data["timestamp"] = self._timestamp(record.created)
+        log_data["level"] = record.levelname.lower()
+        log_data["event"] = attributes.get("event") or "log"
+        log_data["message"] = record.message
+        log_data["logger"] = record.name
+        log_data.update(message_dict)
+        prepared = attributes.get(_FIELDS)
+        if prepared is not None:
+            # An access record: its fields arrive as one dict, no need to sift the record.
+            log_data.update(prepared)
+            return
+        # python-json-logger's merge_record_extra does this with a function call and two
+        # attribute checks per key. (We use no rename_fields, static_fields or defaults.)
+        skip = _RESERVED_SET
+        for key, value in attributes.items():
+            if key not in skip and key[0] != "_":
+                log_data[key] = value
+
+    def jsonify_log_record(self, log_data: dict[str, Any]) -> str:
+        return self._encoder.encode(log_data)
+
+    def _timestamp(self, created: float) -> str:
+        # The date-and-time part changes once a second; format it only then.
+        second = int(created)
+        if second != self._second:
+            self._second_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._second = second
+        millis = int((created - second) * 1000)
+        return f"{self._second_text}.{millis:03d}Z"
+
+
+def _json_default(value: object) -> str:
+    # Log fields should be plain data; anything else is logged readably rather than crashing.
+    return str(value)
+
+
+def configure_logging(settings: LogSettings) -> None:
+    """Send all logging to stdout as JSON lines. Safe to call again: it replaces its own
+    handlers rather than adding more."""
+    formatter = JsonLineFormatter()
+    root = _logging.getLogger()
+    _install(root, formatter)
+    root.setLevel(_LEVELS[settings.level])
+
+    access = _logging.getLogger(ACCESS_LOGGER)
+    _install(access, formatter)
+    access.propagate = False
+    # On/off and sampling are AccessLog's job; the root level must not silence it.
+    access.setLevel(_logging.INFO)
+
+    # aiohttp's own access log would duplicate ours, in a different shape.
+    _logging.getLogger("aiohttp.access").setLevel(_logging.WARNING)
+
+
+def _install(logger: _logging.Logger, formatter: _logging.Formatter) -> None:
+    for handler in list(logger.handlers):
+        if getattr(handler, "_kubeferry", False):
+            logger.removeHandler(handler)
+    handler = _StdoutHandler()
+    handler.setFormatter(formatter)
+    logger.addHandler(handler)
+
+
+class AccessLog:
+    """One `event: "access"` line per request, unless turned off or sampled out.
+
+    Responses with status 500 and above are always logged while the access log is on.
+    """
+
+    __slots__ = ("_enabled", "_logger", "_random", "_rate")
+
+    def __init__(self, settings: LogSettings, *, rng: random.Random | None = None) -> None:
+        self._enabled = settings.access_log
+        self._rate = settings.access_sample_rate
+        self._random = (rng or random.Random()).random
+        self._logger = _logging.getLogger(ACCESS_LOGGER)
+
+    def log(
+        self,
+        *,
+        method: str,
+        path: str,
+        status: int,
+        upstream: str,
+        backend: str,
+        duration_ms: float,
+        bytes_sent: int,
+        request_id: str,
+        client: str,
+        retries: int,
+        **extra: object,
+    ) -> None:
+        # Decide before building anything: a sampled-out request costs two comparisons.
+        if not self._enabled:
+            return
+        if status < 500 and self._rate < 1.0 and self._random() >= self._rate:
+            return
+        logger = self._logger
+        if logger.disabled or not logger.isEnabledFor(_logging.INFO):
+            return
+        # A record built directly skips Logger.findCaller's stack walk and makeRecord's
+        # per-key checks; the formatter output is the same as logger.info(..., extra=...).
+        record = _logging.LogRecord(
+            ACCESS_LOGGER, _logging.INFO, "", 0, "%s %s %d", (method, path, status), None
+        )
+        fields: dict[str, object] = {
+            "event": "access",
+            "method": method,
+            "path": path,
+            "status": status,
+            "upstream": upstream,
+            "backend": backend,
+            "duration_ms": round(duration_ms, 3),
+            "bytes_sent": bytes_sent,
+            "request_id": request_id,
+            "client": client,
+            "retries": retries,
+        }
+        if extra:
+            fields.update(extra)
+        record.__dict__[_FIELDS] = fields
+        logger.handle(record)
+
+
+_health_logger = _logging.getLogger(HEALTH_LOGGER)
+
+
+def log_health_transition(t: HealthTransition) -> None:
+    """Log one transition (the pool reports only real changes, so one line per change)."""
+    state = "up" if t.healthy else "down"
+    _health_logger.log(
+        _logging.INFO if t.healthy else _logging.WARNING,
+        "backend %s of %s is %s (%s): %s",
+        t.endpoint.key,
+        t.upstream,
+        state,
+        t.source,
+        t.reason,
+        extra={
+            "event": "health_transition",
+            "upstream": t.upstream,
+            "backend": t.endpoint.key,
+            "healthy": t.healthy,
+            "reason": t.reason,
+            "source": t.source,
+        },
+    )
