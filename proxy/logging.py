@@ -36,6 +36,7 @@ _LEVELS = {
 # Attributes of a LogRecord that are not caller fields (taskName exists from Python 3.12).
 _RESERVED = (*RESERVED_ATTRS, "taskName", "event")
 _RESERVED_SET = frozenset(_RESERVED)
+_LEADING = frozenset(("timestamp", "level", "event", "message", "logger"))
 # Record attribute holding a prepared field dict (the access log's shortcut; see add_fields).
 _FIELDS = "_kubeferry_fields"
 
@@ -67,8 +68,7 @@ class JsonLineFormatter(JsonFormatter):
         # json.dumps builds a new encoder on every call once `default` is set; one reused
         # encoder keeps the C fast path and saves that per line.
         self._encoder = json.JSONEncoder(default=_json_default)
-        self._second = -1
-        self._second_text = ""
+        self._second_cache = (-1, "")
 
     def add_fields(
         self,
@@ -93,19 +93,22 @@ class JsonLineFormatter(JsonFormatter):
         skip = _RESERVED_SET
         for key, value in attributes.items():
             if key not in skip and key[0] != "_":
-                log_data[key] = value
+                log_data[f"extra_{key}" if key in _LEADING else key] = value
 
     def jsonify_log_record(self, log_data: dict[str, Any]) -> str:
         return self._encoder.encode(log_data)
 
     def _timestamp(self, created: float) -> str:
         # The date-and-time part changes once a second; format it only then.
+        # One tuple, swapped whole, so two handlers sharing this formatter from two threads
+        # never pair one second's text with another second.
         second = int(created)
-        if second != self._second:
-            self._second_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-            self._second = second
+        cached_second, text = self._second_cache
+        if second != cached_second:
+            text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._second_cache = (second, text)
         millis = int((created - second) * 1000)
-        return f"{self._second_text}.{millis:03d}Z"
+        return f"{text}.{millis:03d}Z"
 
 
 def _json_default(value: object) -> str:
@@ -196,7 +199,9 @@ class AccessLog:
             "retries": retries,
         }
         if extra:
-            fields.update(extra)
+            for key, value in extra.items():
+                # A caller's field never replaces a key every line must have.
+                fields[f"extra_{key}" if key in _LEADING else key] = value
         record.__dict__[_FIELDS] = fields
         logger.handle(record)
 
