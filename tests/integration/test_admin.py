@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+from prometheus_client.parser import text_string_to_metric_families
 
 from proxy.admin import build_admin_app
 from proxy.metrics import Metrics
@@ -111,10 +112,18 @@ async def test_metrics_exposition(client: AdminClient, metrics: Metrics) -> None
         "kubeferry_health_check_duration_seconds",
     ):
         assert f"# TYPE {family} " in text
-    assert (
-        'kubeferry_requests_total{route="default/web",upstream="default/web",'
-        'backend="127.0.0.1:8081",status="200"} 1.0'
-    ) in text
+    samples = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+    labels = {
+        "route": "default/web",
+        "upstream": "default/web",
+        "backend": "127.0.0.1:8081",
+        "status": "200",
+    }
+    assert samples["kubeferry_requests_total", tuple(sorted(labels.items()))] == 1
 
 
 async def test_backends_describes_the_pool(client: AdminClient, pool: Pool) -> None:
