@@ -1,0 +1,258 @@
+"""The controller's cache of Services and EndpointSlices, fed by the watch, read by the sync.
+
+The watch runs one list+watch stream per (kind, scope). Each stream owns a store of what it last
+reported; a relist replaces that store whole, in one plain `def`, so the sync never sees a
+half-applied list, and nothing is cleared before the new list has arrived. The merged views the
+sync reads are updated in the same call.
+
+Events are only a signal: every effective change sets the one-slot `changed` flag, and the sync
+rebuilds its whole desired state from the cache when it wakes (level-triggered).
+
+Mutable state, touched only from the event loop and never across an `await`:
+  _stores[(kind, scope)]  key -> object, what each stream last reported
+  _services               (ns, name) -> ServiceInfo; replaced by a new dict on every change
+                          (copy-on-write), so a Mapping the sync holds never changes under it
+  _slices                 (ns, service) -> tuple of SliceInfo sorted by name; tuples replaced
+  _listed                 streams that completed their first list
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Literal, TypeAlias
+
+from controller.objects import ServiceInfo, SliceInfo
+
+Kind: TypeAlias = Literal["Service", "EndpointSlice"]
+KINDS: tuple[Kind, ...] = ("Service", "EndpointSlice")
+Key: TypeAlias = tuple[str, str]
+Object: TypeAlias = ServiceInfo | SliceInfo
+
+
+@dataclass(frozen=True, slots=True)
+class WatchScope:
+    """What one set of watches covers.
+
+    `WatchScope()` is the whole cluster; `WatchScope("shop")` one namespace;
+    `WatchScope("shop", "web")` one Service and its slices (sidecar mode).
+    """
+
+    namespace: str | None = None
+    service: str | None = None
+
+    def covers(self, namespace: str, service: str) -> bool:
+        """Whether a Service named `service` (or a slice labelled with it) is in this scope."""
+        return (self.namespace is None or self.namespace == namespace) and (
+            self.service is None or self.service == service
+        )
+
+    def overlaps(self, other: WatchScope) -> bool:
+        namespaces = self.namespace is None or other.namespace in (None, self.namespace)
+        services = self.service is None or other.service in (None, self.service)
+        return namespaces and services
+
+    def __str__(self) -> str:
+        return f"{self.namespace or '*'}/{self.service or '*'}"
+
+
+def _service_of(kind: Kind, obj: Object) -> str:
+    return obj.service if isinstance(obj, SliceInfo) else obj.name
+
+
+class ChangeSignal:
+    """A one-slot "something changed" flag: any number of `notify()` calls before the consumer
+    wakes collapse into one wake-up. Never a queue; the consumer rereads the whole state."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._event = asyncio.Event()
+        self._clock = clock
+        self._since: float | None = None
+
+    def __repr__(self) -> str:
+        return f"<ChangeSignal {'set' if self._event.is_set() else 'clear'}>"
+
+    def notify(self) -> None:
+        if self._since is None:
+            self._since = self._clock()
+        self._event.set()
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+    async def wait(self) -> float:
+        """Wait for the flag, clear it, and return when (monotonic clock) the first change of
+        this burst was noticed, so the consumer can measure change-to-applied delay."""
+        await self._event.wait()
+        self._event.clear()
+        since = self._since if self._since is not None else self._clock()
+        self._since = None
+        return since
+
+
+class Cache:
+    """Services by (namespace, name) and EndpointSlices by (namespace, service): a ClusterView.
+
+    Scopes must not overlap, so every object belongs to exactly one stream and a relist of one
+    stream can never drop what another reported. Objects outside their stream's scope are
+    ignored (the API server filters already; this keeps a sidecar to its own Service).
+    """
+
+    def __init__(
+        self,
+        scopes: Sequence[WatchScope] = (WatchScope(),),
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not scopes:
+            raise ValueError("a cache needs at least one watch scope")
+        for i, scope in enumerate(scopes):
+            for other in scopes[i + 1 :]:
+                if scope.overlaps(other):
+                    raise ValueError(f"watch scopes {scope} and {other} overlap")
+        self.scopes: tuple[WatchScope, ...] = tuple(scopes)
+        self.changed = ChangeSignal(clock)
+        # Number of effective changes so far (a test and debug aid).
+        self.generation = 0
+        self._stores: dict[tuple[Kind, WatchScope], dict[Key, Object]] = {
+            (kind, scope): {} for kind in KINDS for scope in self.scopes
+        }
+        self._services: dict[Key, ServiceInfo] = {}
+        self._slices: dict[Key, tuple[SliceInfo, ...]] = {}
+        self._listed: set[tuple[Kind, WatchScope]] = set()
+        self._synced_event = asyncio.Event()
+
+    def __repr__(self) -> str:
+        slices = sum(len(s) for s in self._slices.values())
+        state = "synced" if self.synced else "syncing"
+        return f"<Cache {len(self._services)} services, {slices} slices, {state}>"
+
+    # -- ClusterView ---------------------------------------------------------------------------
+
+    def services(self) -> Mapping[Key, ServiceInfo]:
+        return MappingProxyType(self._services)
+
+    def slices_for(self, namespace: str, service: str) -> Sequence[SliceInfo]:
+        return self._slices.get((namespace, service), ())
+
+    @property
+    def synced(self) -> bool:
+        """True once every stream (kind x scope) has completed its first list."""
+        return self._synced_event.is_set()
+
+    async def wait_synced(self) -> None:
+        await self._synced_event.wait()
+
+    # -- writes from the watch -----------------------------------------------------------------
+
+    def replace_all(
+        self, kind: Kind, objects: Iterable[Object], *, scope: WatchScope | None = None
+    ) -> bool:
+        """A (re)list result: becomes the whole truth for the stream, atomically. Objects the
+        stream reported before and the list lacks are gone. Returns whether anything changed."""
+        stream = self._stream(kind, scope)
+        old = self._stores[stream]
+        new: dict[Key, Object] = {}
+        for obj in objects:
+            if stream[1].covers(obj.namespace, _service_of(kind, obj)):
+                new[obj.key] = obj
+        self._stores[stream] = new
+        changed = new != old
+        if changed:
+            if kind == "Service":
+                self._services = self._merge_services()
+            else:
+                self._reindex_slices(old.values(), new.values())
+        self._listed.add(stream)
+        if len(self._listed) == len(self._stores):
+            self._synced_event.set()
+        if changed:
+            self._notify()
+        return changed
+
+    def upsert(self, kind: Kind, obj: Object, *, scope: WatchScope | None = None) -> bool:
+        """An ADDED or MODIFIED event. Returns whether anything changed."""
+        stream = self._stream(kind, scope)
+        if not stream[1].covers(obj.namespace, _service_of(kind, obj)):
+            return False
+        store = self._stores[stream]
+        old = store.get(obj.key)
+        if old == obj:
+            return False
+        store[obj.key] = obj
+        if isinstance(obj, ServiceInfo):
+            services = dict(self._services)
+            services[obj.key] = obj
+            self._services = services
+        else:
+            assert old is None or isinstance(old, SliceInfo)
+            self._reindex_slices((old,) if old else (), (obj,))
+        self._notify()
+        return True
+
+    def delete(self, kind: Kind, obj: Object, *, scope: WatchScope | None = None) -> bool:
+        """A DELETED event (only the key of `obj` matters). Returns whether anything changed."""
+        stream = self._stream(kind, scope)
+        old = self._stores[stream].pop(obj.key, None)
+        if old is None:
+            return False
+        if isinstance(old, ServiceInfo):
+            services = dict(self._services)
+            services.pop(old.key, None)
+            self._services = services
+        else:
+            self._reindex_slices((old,), ())
+        self._notify()
+        return True
+
+    # -- internals -----------------------------------------------------------------------------
+
+    def _stream(self, kind: Kind, scope: WatchScope | None) -> tuple[Kind, WatchScope]:
+        if scope is None:
+            if len(self.scopes) != 1:
+                raise ValueError("this cache has several scopes: say which one")
+            scope = self.scopes[0]
+        stream = (kind, scope)
+        if stream not in self._stores:
+            raise KeyError(f"no stream for {kind} in scope {scope}")
+        return stream
+
+    def _merge_services(self) -> dict[Key, ServiceInfo]:
+        merged: dict[Key, ServiceInfo] = {}
+        for (kind, _), store in self._stores.items():
+            if kind == "Service":
+                for key, obj in store.items():
+                    assert isinstance(obj, ServiceInfo)
+                    merged[key] = obj
+        return merged
+
+    def _reindex_slices(self, removed: Iterable[Object], added: Iterable[Object]) -> None:
+        """Rebuild the per-service tuples touched by `removed` and `added` slices."""
+        groups: dict[Key, dict[str, SliceInfo]] = {}
+
+        def group(obj: SliceInfo) -> dict[str, SliceInfo]:
+            index_key = (obj.namespace, obj.service)
+            if index_key not in groups:
+                groups[index_key] = {s.name: s for s in self._slices.get(index_key, ())}
+            return groups[index_key]
+
+        for obj in removed:
+            assert isinstance(obj, SliceInfo)
+            group(obj).pop(obj.name, None)
+        for obj in added:
+            assert isinstance(obj, SliceInfo)
+            group(obj)[obj.name] = obj
+        for index_key, members in groups.items():
+            if not index_key[1]:
+                continue  # a slice without the service-name label belongs to no Service
+            if members:
+                self._slices[index_key] = tuple(members[name] for name in sorted(members))
+            else:
+                self._slices.pop(index_key, None)
+
+    def _notify(self) -> None:
+        self.generation += 1
+        self.changed.notify()
