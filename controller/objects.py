@@ -59,6 +59,8 @@ class ServiceInfo:
     resource_version: str
     annotations: tuple[tuple[str, str], ...]
     ports: tuple[ServicePort, ...]
+    # spec.ipFamilies, primary first ("IPv4", "IPv6"); picks one family of a dual-stack Service.
+    ip_families: tuple[str, ...] = ()
 
     @classmethod
     def from_api(cls, obj: Mapping[str, Any]) -> ServiceInfo:
@@ -83,6 +85,7 @@ class ServiceInfo:
             resource_version=str(meta.get("resourceVersion") or ""),
             annotations=annotations,
             ports=ports,
+            ip_families=tuple(str(f) for f in _sequence(spec.get("ipFamilies")) if f),
         )
 
     @property

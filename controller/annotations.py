@@ -1,0 +1,403 @@
+"""The `kubeferry.io/*` annotations: their table, and the one parser from a Service into a
+frozen `ServiceSpec` plus the problems found.
+
+An invalid value never raises and never silently changes behaviour: it becomes a `Problem`
+(logged and reported as a Warning Event by the sync) and the field falls back to its default,
+or, where no safe default exists (the route, the port), the Service is not enrolled.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal, TypeVar
+
+from controller.objects import ANNOTATION_PREFIX, ServiceInfo, ServicePort
+from proxy.model import HashOn, HealthSpec, OutlierSpec
+from proxy.settings import Settings
+from proxy.strategies import STRATEGIES, strategy_names
+
+Mode = Literal["ingress", "sidecar"]
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class AnnotationDoc:
+    """One row of the annotation table (docs/annotations.md is generated from these)."""
+
+    name: str
+    values: str
+    default: str
+    if_invalid: str
+    meaning: str
+
+    @property
+    def key(self) -> str:
+        return ANNOTATION_PREFIX + self.name
+
+
+_FALLBACK = "Warning; the default is used"
+_BLOCKED = "Warning; the Service is not enrolled until fixed"
+
+ANNOTATIONS: tuple[AnnotationDoc, ...] = (
+    AnnotationDoc(
+        "enabled",
+        '`"true"` or `"false"`',
+        '`"false"`',
+        "Warning; not enrolled",
+        "Enrols the Service in ingress mode. Ignored in sidecar mode, where naming the "
+        "Service with `--upstream` is the enrolment.",
+    ),
+    AnnotationDoc(
+        "port",
+        "a Service port name or number",
+        "the only port, else the one named `http`, else the first",
+        _BLOCKED,
+        "The Service port to balance to; traffic goes to the matching target port of each "
+        "endpoint, read from the EndpointSlices.",
+    ),
+    AnnotationDoc(
+        "host",
+        "`shop.example.com` or `*.example.com`",
+        "none: any host",
+        _BLOCKED,
+        "Ingress mode: route requests for this host (case-insensitive, no port). `*.` matches "
+        "one or more labels. Host-specific routes win over host-less ones.",
+    ),
+    AnnotationDoc(
+        "path-prefix",
+        "an absolute path, `/api`",
+        "`/`",
+        _BLOCKED,
+        "Ingress mode: route requests under this prefix, matched on path-segment boundaries "
+        "(`/api` matches `/api` and `/api/x`, not `/apix`). The longest prefix wins.",
+    ),
+    AnnotationDoc(
+        "strategy",
+        ", ".join(f"`{name}`" for name in strategy_names()),
+        "the `strategy` setting",
+        _FALLBACK,
+        "The balancing strategy.",
+    ),
+    AnnotationDoc(
+        "hash-on",
+        "`header:NAME`, `cookie:NAME` or `client`",
+        "the `hash_on` setting",
+        _FALLBACK,
+        "What `consistent-hash` keys on. A Warning if the strategy is not `consistent-hash`, "
+        "where it has no effect.",
+    ),
+    AnnotationDoc(
+        "health-path",
+        "an absolute path, `/healthz`",
+        "the `health.path` setting",
+        _FALLBACK,
+        "Path of the active health check (GET, 2xx is healthy).",
+    ),
+    AnnotationDoc(
+        "health-interval",
+        "a duration: `5s`, `500ms`, `1m`, or seconds (`2.5`); up to 1h",
+        "the `health.interval_seconds` setting (5 s)",
+        _FALLBACK,
+        "Time between two probes of one endpoint.",
+    ),
+    AnnotationDoc(
+        "health-timeout",
+        "a duration, as above",
+        "the `health.timeout_seconds` setting (3 s)",
+        _FALLBACK,
+        "A probe slower than this fails.",
+    ),
+    AnnotationDoc(
+        "healthy-threshold",
+        "an integer, 1 to 100",
+        "the `health.healthy_threshold` setting",
+        _FALLBACK,
+        "Passing probes in a row before an endpoint rejoins.",
+    ),
+    AnnotationDoc(
+        "unhealthy-threshold",
+        "an integer, 1 to 100",
+        "the `health.unhealthy_threshold` setting",
+        _FALLBACK,
+        "Failing probes in a row before an endpoint leaves.",
+    ),
+)
+
+KNOWN = frozenset(doc.key for doc in ANNOTATIONS)
+
+
+def markdown_table() -> str:
+    """The annotation table as Markdown, as docs/annotations.md carries it."""
+    lines = [
+        "| annotation | values | default | if invalid | meaning |",
+        "|---|---|---|---|---|",
+    ]
+    for doc in ANNOTATIONS:
+        cells = (f"`{doc.key}`", doc.values, doc.default, doc.if_invalid, doc.meaning)
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+# -- results --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """Something wrong with one Service's annotations (or with what they name).
+
+    Compared by value: the sync reports a problem once and again only when it changes.
+    """
+
+    annotation: str  # the full key, "kubeferry.io/port"
+    value: str
+    reason: str  # what is wrong and what happens instead
+    blocking: bool = False  # True: the Service is not enrolled until it is fixed
+    event_reason: str = "InvalidAnnotation"
+
+    @property
+    def message(self) -> str:
+        return f"{self.annotation}={self.value!r}: {self.reason}"
+
+
+@dataclass(frozen=True, slots=True)
+class Defaults:
+    """Per-upstream settings used where a Service sets no (valid) annotation."""
+
+    strategy: str = "round-robin"
+    hash_on: HashOn | None = None
+    health: HealthSpec = dataclasses.field(default_factory=HealthSpec)
+    outlier: OutlierSpec = dataclasses.field(default_factory=OutlierSpec)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Defaults:
+        return cls(
+            strategy=settings.strategy,
+            hash_on=settings.hash_key_source(),
+            health=settings.health.to_spec(),
+            outlier=settings.outlier.to_spec(),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceSpec:
+    """Everything the annotations (and the Service's ports) decide for one enrolled Service."""
+
+    port: ServicePort
+    host: str | None
+    path_prefix: str
+    strategy: str
+    hash_on: HashOn | None
+    health: HealthSpec
+    outlier: OutlierSpec
+
+
+@dataclass(frozen=True, slots=True)
+class Parsed:
+    """`spec` is None when the Service is not enrolled: not opted in, or blocked by a problem."""
+
+    spec: ServiceSpec | None
+    problems: tuple[Problem, ...] = ()
+
+
+# -- the parser -----------------------------------------------------------------------------
+
+
+def parse_service(service: ServiceInfo, defaults: Defaults, *, mode: Mode) -> Parsed:
+    """Read every `kubeferry.io/*` annotation of `service` once; never raises.
+
+    Ingress mode enrols only Services with `enabled: "true"` and reads their route; sidecar
+    mode enrols every Service it is given and has no use for a route.
+    """
+    problems: list[Problem] = []
+    values = dict(service.annotations)
+
+    if mode == "ingress":
+        enabled_text = values.get(ANNOTATION_PREFIX + "enabled")
+        if enabled_text is None:
+            return Parsed(None)  # not opted in: its other annotations are none of our business
+        enabled = _parse_bool(enabled_text)
+        if enabled is None:
+            reason = 'must be "true" or "false"; the Service is not enrolled'
+            return Parsed(None, (_problem("enabled", enabled_text, reason, blocking=True),))
+        if not enabled:
+            return Parsed(None)
+
+    for key in sorted(values.keys() - KNOWN):
+        known = ", ".join(sorted(doc.name for doc in ANNOTATIONS))
+        problems.append(Problem(key, values[key], f"unknown annotation (known: {known}); ignored"))
+
+    def field(name: str, parse: Callable[[str], T], default: T, shown: str) -> T:
+        text = values.get(ANNOTATION_PREFIX + name)
+        if text is None:
+            return default
+        try:
+            return parse(text)
+        except ValueError as error:
+            problems.append(_problem(name, text, f"{error}; using the default {shown}"))
+            return default
+
+    port = _select_port(service, values.get(ANNOTATION_PREFIX + "port"), problems)
+
+    host: str | None = None
+    path_prefix = "/"
+    if mode == "ingress":
+        host_text = values.get(ANNOTATION_PREFIX + "host")
+        if host_text is not None:
+            host = _blocking(problems, "host", host_text, parse_host)
+        prefix_text = values.get(ANNOTATION_PREFIX + "path-prefix")
+        if prefix_text is not None:
+            path_prefix = _blocking(problems, "path-prefix", prefix_text, parse_path) or "/"
+
+    strategy = field("strategy", parse_strategy, defaults.strategy, repr(defaults.strategy))
+    hash_on = field("hash-on", HashOn.parse, defaults.hash_on, repr(str(defaults.hash_on)))
+    hash_text = values.get(ANNOTATION_PREFIX + "hash-on")
+    if hash_text is not None and strategy != "consistent-hash":
+        reason = f"has no effect with strategy {strategy!r} (only with 'consistent-hash')"
+        problems.append(_problem("hash-on", hash_text, reason))
+
+    base = defaults.health
+    health = dataclasses.replace(
+        base,
+        path=field("health-path", parse_path, base.path, repr(base.path)),
+        interval_seconds=field(
+            "health-interval", parse_duration, base.interval_seconds, f"{base.interval_seconds}s"
+        ),
+        timeout_seconds=field(
+            "health-timeout", parse_duration, base.timeout_seconds, f"{base.timeout_seconds}s"
+        ),
+        healthy_threshold=field(
+            "healthy-threshold",
+            parse_threshold,
+            base.healthy_threshold,
+            str(base.healthy_threshold),
+        ),
+        unhealthy_threshold=field(
+            "unhealthy-threshold",
+            parse_threshold,
+            base.unhealthy_threshold,
+            str(base.unhealthy_threshold),
+        ),
+    )
+
+    if port is None or any(p.blocking for p in problems):
+        return Parsed(None, tuple(problems))
+    spec = ServiceSpec(
+        port=port,
+        host=host,
+        path_prefix=path_prefix,
+        strategy=strategy,
+        hash_on=hash_on,
+        health=health,
+        outlier=defaults.outlier,
+    )
+    return Parsed(spec, tuple(problems))
+
+
+def _problem(name: str, value: str, reason: str, *, blocking: bool = False) -> Problem:
+    return Problem(ANNOTATION_PREFIX + name, value, reason, blocking)
+
+
+def _blocking(
+    problems: list[Problem], name: str, text: str, parse: Callable[[str], str]
+) -> str | None:
+    try:
+        return parse(text)
+    except ValueError as error:
+        reason = f"{error}; the Service is not enrolled until this is fixed"
+        problems.append(_problem(name, text, reason, blocking=True))
+        return None
+
+
+def _select_port(
+    service: ServiceInfo, wanted: str | None, problems: list[Problem]
+) -> ServicePort | None:
+    """The annotated port, else the only port, else the one named `http`, else the first.
+
+    Only TCP ports qualify: HTTP runs over TCP, and a UDP port of the same number is a
+    different port."""
+    tcp = [p for p in service.ports if p.protocol.upper() == "TCP"]
+    if wanted is None:
+        if not tcp:
+            reason = "the Service has no TCP port; it is not enrolled"
+            problems.append(
+                Problem(ANNOTATION_PREFIX + "port", "", reason, True, event_reason="NoServicePort")
+            )
+            return None
+        if len(tcp) == 1:
+            return tcp[0]
+        return next((p for p in tcp if p.name == "http"), tcp[0])
+    text = wanted.strip()
+    for port in tcp:
+        if (text.isdigit() and port.port == int(text)) or (text and port.name == text):
+            return port
+    names = ", ".join(f"{p.name or '(unnamed)'}:{p.port}" for p in tcp) or "none"
+    reason = f"names no TCP port of the Service (ports: {names}); it is not enrolled"
+    problems.append(_problem("port", wanted, reason, blocking=True))
+    return None
+
+
+# -- value parsers: each raises ValueError saying what is wrong ------------------------------
+
+_LABEL = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
+_HOST_RE = re.compile(rf"^(\*\.)?{_LABEL}(\.{_LABEL})*$")
+_DURATION_RE = re.compile(r"^(\d+(?:\.\d*)?|\.\d+)(ms|s|m|h)?$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+MAX_DURATION_SECONDS = 3600.0
+MAX_THRESHOLD = 100
+
+
+def _parse_bool(text: str) -> bool | None:
+    lowered = text.strip().lower()
+    return {"true": True, "false": False}.get(lowered)
+
+
+def parse_host(text: str) -> str:
+    """`Shop.Example.com` -> `shop.example.com`; `*.example.com` stays a wildcard."""
+    host = text.strip().lower()
+    if not host:
+        raise ValueError("empty host")
+    if len(host) > 253 or not _HOST_RE.match(host):
+        raise ValueError("not a host name (exact 'shop.example.com' or wildcard '*.example.com')")
+    return host
+
+
+def parse_path(text: str) -> str:
+    path = text.strip()
+    if not path.startswith("/"):
+        raise ValueError("must start with '/'")
+    if any(c.isspace() or not c.isprintable() for c in path) or "#" in path:
+        raise ValueError("must not contain spaces, control characters or '#'")
+    if len(path) > 1024:
+        raise ValueError("longer than 1024 characters")
+    return path
+
+
+def parse_strategy(text: str) -> str:
+    name = text.strip().lower()
+    if name not in STRATEGIES:
+        raise ValueError(f"unknown strategy; choose one of: {', '.join(strategy_names())}")
+    return name
+
+
+def parse_duration(text: str) -> float:
+    """`5s`, `500ms`, `1m`, `1h` or bare seconds (`2.5`) -> seconds; above 0, at most 1 h."""
+    match = _DURATION_RE.match(text.strip().lower())
+    if match is None:
+        raise ValueError("not a duration (like '5s', '500ms', '1m' or '2.5')")
+    seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    if not 0 < seconds <= MAX_DURATION_SECONDS:
+        raise ValueError(f"must be above 0 and at most {MAX_DURATION_SECONDS:g}s")
+    return seconds
+
+
+def parse_threshold(text: str) -> int:
+    stripped = text.strip()
+    if not stripped.isdigit():
+        raise ValueError("not a whole number")
+    value = int(stripped)
+    if not 1 <= value <= MAX_THRESHOLD:
+        raise ValueError(f"must be between 1 and {MAX_THRESHOLD}")
+    return value
