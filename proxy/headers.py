@@ -1,0 +1,100 @@
+"""Header rewriting between client and upstream: pure functions, no I/O.
+
+Hop-by-hop headers (RFC 9110 section 7.6.1) describe one connection, so they never cross the
+proxy in either direction: the fixed list below plus every field the `Connection` header
+names. `Transfer-Encoding` is among them because each side of the proxy frames its own body.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+from multidict import CIMultiDict, MultiMapping
+
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "trailers",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
+
+# Set by the proxy from what it saw itself; client-supplied values are replaced, never trusted.
+_SET_BY_PROXY = frozenset({"x-forwarded-proto", "x-forwarded-host", "x-request-id"})
+
+REQUEST_ID = "X-Request-ID"
+# A longer or oddly shaped incoming id is replaced: it ends up in every log line.
+_MAX_REQUEST_ID = 128
+
+
+def connection_tokens(headers: MultiMapping[str]) -> frozenset[str]:
+    """Lower-cased field names listed in `Connection` headers (they are hop-by-hop too)."""
+    values = headers.getall("Connection", ())
+    if not values:
+        return frozenset()
+    return frozenset(
+        token.strip().lower() for value in values for token in value.split(",") if token.strip()
+    )
+
+
+def _dropped(headers: MultiMapping[str]) -> frozenset[str]:
+    tokens = connection_tokens(headers)
+    return HOP_BY_HOP | tokens if tokens else HOP_BY_HOP
+
+
+def request_id_for(headers: MultiMapping[str]) -> str:
+    """The client's `X-Request-ID` if it is sane, else a new random one."""
+    given = headers.get(REQUEST_ID)
+    if given and len(given) <= _MAX_REQUEST_ID and given.isprintable():
+        return given
+    return secrets.token_hex(16)
+
+
+def upstream_request_headers(
+    headers: MultiMapping[str], *, client_ip: str, scheme: str, request_id: str
+) -> CIMultiDict[str]:
+    """Headers to send upstream: hop-by-hop removed, `X-Forwarded-*` and `X-Request-ID` set.
+
+    `Host` is copied unchanged, so name-based virtual hosting behind the proxy keeps working.
+    `X-Forwarded-For` keeps what earlier proxies wrote (all fields, in order) and appends the
+    address this proxy saw.
+    """
+    drop = _dropped(headers)
+    out: CIMultiDict[str] = CIMultiDict()
+    forwarded_for: str | None = None
+    for name, value in headers.items():
+        lower = name.lower()
+        if lower in drop or lower in _SET_BY_PROXY:
+            continue
+        if lower == "x-forwarded-for":
+            forwarded_for = value if forwarded_for is None else f"{forwarded_for}, {value}"
+            continue
+        out.add(name, value)
+    out["X-Forwarded-For"] = f"{forwarded_for}, {client_ip}" if forwarded_for else client_ip
+    out["X-Forwarded-Proto"] = scheme
+    host = headers.get("Host")
+    if host is not None:
+        out["X-Forwarded-Host"] = host
+    out[REQUEST_ID] = request_id
+    return out
+
+
+def downstream_response_headers(headers: MultiMapping[str], *, request_id: str) -> CIMultiDict[str]:
+    """Headers to send the client: the upstream's, hop-by-hop removed, `X-Request-ID` added
+    unless the upstream set its own. `Content-Length` and `Content-Encoding` pass unchanged:
+    the body is relayed byte for byte, never decompressed or recompressed."""
+    drop = _dropped(headers)
+    out: CIMultiDict[str] = CIMultiDict()
+    for name, value in headers.items():
+        if name.lower() not in drop:
+            out.add(name, value)
+    if REQUEST_ID not in out:
+        out[REQUEST_ID] = request_id
+    return out
