@@ -36,7 +36,7 @@ class _Frozen(BaseModel):
 class HealthSettings(_Frozen):
     """Active health checks, per endpoint, all endpoints probed in parallel."""
 
-    enabled: bool = True
+    enabled: bool = Field(True, description="Probe endpoints actively; off: passive failover only.")
     path: str = Field("/healthz", description="Path probed with GET.")
     interval_seconds: float = Field(5.0, gt=0, description="Time between probes of one endpoint.")
     timeout_seconds: float = Field(3.0, gt=0, description="A probe slower than this fails.")
@@ -157,7 +157,7 @@ class LimitSettings(_Frozen):
 class LogSettings(_Frozen):
     """JSON logging on stdout."""
 
-    level: Literal["debug", "info", "warning", "error"] = "info"
+    level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level.")
     access_log: bool = Field(True, description="One JSON line per request.")
     access_sample_rate: float = Field(
         1.0, ge=0, le=1, description="Share of requests that get an access line (errors always)."

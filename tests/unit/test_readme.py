@@ -1,0 +1,15 @@
+"""The README's configuration table is generated from the settings model; keep them equal."""
+
+from pathlib import Path
+
+from proxy.settings_doc import BEGIN, END, reference_markdown
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def test_readme_settings_table_matches_the_settings_model() -> None:
+    text = README.read_text()
+    embedded = text.split(BEGIN, 1)[1].split(END, 1)[0].strip()
+    assert embedded == reference_markdown(), (
+        "README.md's settings table is stale: regenerate it with `python -m proxy.settings_doc`"
+    )
