@@ -1,0 +1,92 @@
+"""`python -m bench [--only proxy|controller|all] [--quick] ...`: run the sections, print the
+tables, write them to bench/results/latest.md, exit non-zero if a section failed."""
+
+from __future__ import annotations
+
+import datetime
+import importlib
+import importlib.util
+import os
+import platform
+import shlex
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+
+from bench import loadbalancers
+from bench.options import Options, parse_options
+from bench.processes import BenchError, sigterm_as_exit
+from bench.report import Section
+
+SectionRunner = Callable[[Options], Section]
+
+
+def controller_section() -> SectionRunner | None:
+    """bench/controller.py's `run`, or None while that module does not exist."""
+    if importlib.util.find_spec("bench.controller") is None:
+        return None
+    module = importlib.import_module("bench.controller")
+    runner: SectionRunner = module.run
+    return runner
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    options = parse_options(argv)
+    sections: list[Section] = []
+    try:
+        with sigterm_as_exit():
+            if options.only in ("proxy", "all"):
+                sections.append(loadbalancers.run(options))
+            if options.only in ("controller", "all"):
+                runner = controller_section()
+                if runner is not None:
+                    sections.append(runner(options))
+                elif options.only == "controller":
+                    print("bench: bench/controller.py does not exist yet", file=sys.stderr)
+                    return 2
+                else:
+                    print("(controller section skipped: bench/controller.py not written yet)")
+    except KeyboardInterrupt:
+        print("\nbench: interrupted; every process it started has been stopped", file=sys.stderr)
+        return 130
+    except BenchError as error:
+        print(f"bench: {error}", file=sys.stderr)
+        return 1
+    write_results(options, sections, argv)
+    failures = [f"{s.title}: {f}" for s in sections for f in s.failures]
+    for failure in failures:
+        print(f"FAIL {failure}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def write_results(options: Options, sections: list[Section], argv: Sequence[str] | None) -> None:
+    command = shlex.join(["python", "-m", "bench", *(sys.argv[1:] if argv is None else argv)])
+    header = (
+        "# kubeferry benchmark\n\n"
+        f"- when: {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC\n"
+        f"- command: `{command}`\n"
+        f"- machine: {platform.machine()}, {os.cpu_count()} CPUs, {platform.system()} "
+        f"{platform.release()}; Python {platform.python_version()}\n"
+        f"- tools: {tool_versions()}\n\n"
+    )
+    body = "\n".join(section.markdown for section in sections)
+    options.results_path.parent.mkdir(parents=True, exist_ok=True)
+    options.results_path.write_text(header + body)
+    print(f"\nwrote {options.results_path}")
+
+
+def tool_versions() -> str:
+    found = []
+    for argv in (["nginx", "-v"], ["haproxy", "-v"], ["wrk", "-v"]):
+        try:
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        first = (done.stdout + done.stderr).strip().splitlines()
+        if first:
+            found.append(first[0].split(" - ")[0].split(" Copyright")[0].strip())
+    return "; ".join(found) or "unknown"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

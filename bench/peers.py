@@ -1,0 +1,97 @@
+"""The load balancers under test: how to configure and start each over the same backends.
+
+Each is one worker / one thread, on its own loopback port, with no request logging unless the
+row says so, and with keep-alive to the backends (nginx `keepalive 32`, HAProxy
+`http-reuse always`; kubeferry pools upstream connections itself).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.backends import nginx_argv, nginx_http_preamble, nginx_preamble
+
+
+@dataclass(frozen=True, slots=True)
+class Launch:
+    """Everything needed to start one load balancer."""
+
+    argv: list[str]
+    env: dict[str, str] | None = None
+    # Where the process's stdout goes: None discards it.
+    stdout_path: Path | None = None
+    log_path: Path | None = None  # shown when it fails to start
+    notes: tuple[str, ...] = field(default=())
+
+
+def nginx_lb(workdir: Path, port: int, backends: list[int]) -> Launch:
+    servers = "".join(f"    server 127.0.0.1:{p};\n" for p in backends)
+    config = (
+        nginx_preamble(workdir, "nginx-lb")
+        + "http {"
+        + nginx_http_preamble(workdir)
+        + "  upstream backends {\n"
+        + servers
+        + "    keepalive 32;\n  }\n"
+        + f"  server {{\n    listen 127.0.0.1:{port};\n"
+        + "    location / {\n"
+        + "      proxy_pass http://backends;\n"
+        + "      proxy_http_version 1.1;\n"
+        + '      proxy_set_header Connection "";\n'
+        + "    }\n  }\n}\n"
+    )
+    path = workdir / "nginx-lb.conf"
+    path.write_text(config)
+    return Launch(nginx_argv(workdir, path, "nginx-lb"), log_path=workdir / "nginx-lb-error.log")
+
+
+def haproxy_lb(workdir: Path, port: int, backends: list[int]) -> Launch:
+    servers = "".join(f"  server b{n} 127.0.0.1:{p}\n" for n, p in enumerate(backends, 1))
+    config = f"""global
+  nbthread 1
+  maxconn 4096
+
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 30s
+  timeout server 30s
+  http-reuse always
+
+frontend bench
+  bind 127.0.0.1:{port}
+  default_backend backends
+
+backend backends
+  balance roundrobin
+{servers}"""
+    path = workdir / "haproxy.cfg"
+    path.write_text(config)
+    # -db: stay in the foreground, so the process we started is the one serving.
+    return Launch(["haproxy", "-db", "-f", str(path)])
+
+
+def kubeferry_lb(
+    workdir: Path,
+    port: int,
+    backends: list[int],
+    *,
+    executable: Path,
+    access_log: bool,
+) -> Launch:
+    argv = [str(executable), "proxy"]
+    for p in backends:
+        argv += ["--backend", f"http://127.0.0.1:{p}"]
+    argv += ["--host", "127.0.0.1", "--port", str(port), "--admin-port", "0"]
+    env = dict(os.environ)
+    env["KUBEFERRY_LOG__ACCESS_LOG"] = "true" if access_log else "false"
+    name = "kubeferry-access" if access_log else "kubeferry"
+    # JSON lines go to a real file, not /dev/null, so the run pays for the writes.
+    stdout = workdir / f"{name}.jsonl"
+    return Launch(argv, env=env, stdout_path=stdout, log_path=workdir / f"{name}.stderr")
+
+
+LaunchFactory = Callable[[Path, int, list[int]], Launch]

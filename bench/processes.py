@@ -1,0 +1,167 @@
+"""Child processes the benchmark owns, and waiting for them to serve.
+
+Each child starts in its own session (its own process group), so a terminal's Ctrl-C reaches
+only us and we stop the children in order; stopping signals the whole group, so an nginx
+master takes its workers along. `ProcessGroup.close()` runs on every way out.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import IO
+
+STOP_GRACE_SECONDS = 5.0
+
+# Talk to loopback directly, ignoring any http_proxy in the environment.
+_opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+class BenchError(Exception):
+    """The benchmark cannot go on; the message says why."""
+
+
+class ProcessGroup:
+    """Starts children and guarantees they are stopped when the `with` block ends."""
+
+    def __init__(self) -> None:
+        # (name, process) in start order; stopped in reverse.
+        self._children: list[tuple[str, subprocess.Popen[bytes]]] = []
+
+    def __enter__(self) -> ProcessGroup:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def start(
+        self,
+        name: str,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        stdout: IO[bytes] | int | None = subprocess.DEVNULL,
+        stderr: IO[bytes] | int | None = None,
+    ) -> subprocess.Popen[bytes]:
+        process = subprocess.Popen(
+            list(argv),
+            env=dict(env) if env is not None else None,
+            stdin=subprocess.DEVNULL,
+            stdout=stdout,
+            stderr=stderr,
+            start_new_session=True,
+        )
+        self._children.append((name, process))
+        return process
+
+    def run(self, name: str, argv: Sequence[str], *, timeout_seconds: float) -> str:
+        """Run a bounded command to completion and return its stdout; stop it if it overruns."""
+        process = self.start(name, argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            out, err = process.communicate(timeout=timeout_seconds)
+        except subprocess.TimeoutExpired:
+            self.stop(process)
+            raise BenchError(f"{name} did not finish within {timeout_seconds:.0f} s") from None
+        finally:
+            self._forget(process)
+        if process.returncode != 0:
+            raise BenchError(
+                f"{name} exited with {process.returncode}: {err.decode(errors='replace').strip()}"
+            )
+        return out.decode(errors="replace")
+
+    def stop(self, process: subprocess.Popen[bytes]) -> None:
+        """SIGTERM the child's process group, then SIGKILL it if it is still there."""
+        if process.poll() is None:
+            _signal_group(process, signal.SIGTERM)
+            try:
+                process.wait(timeout=STOP_GRACE_SECONDS)
+            except subprocess.TimeoutExpired:
+                _signal_group(process, signal.SIGKILL)
+                process.wait(timeout=STOP_GRACE_SECONDS)
+        # Signals go to the group only while its leader is unreaped, so the group id cannot
+        # have been reused by some other process.
+        self._forget(process)
+
+    def close(self) -> None:
+        while self._children:
+            _, process = self._children[-1]
+            self.stop(process)
+
+    def _forget(self, process: subprocess.Popen[bytes]) -> None:
+        self._children = [(n, p) for n, p in self._children if p is not process]
+
+
+def _signal_group(process: subprocess.Popen[bytes], signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signum)  # start_new_session: the group id is the child's pid
+
+
+def free_port() -> int:
+    """An unused loopback port (the kernel's pick; a small race until the child binds it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def wait_http_ok(
+    url: str,
+    *,
+    process: subprocess.Popen[bytes],
+    timeout_seconds: float = 15.0,
+    log: Path | None = None,
+) -> None:
+    """Poll `url` until it answers 200, or fail early if `process` has exited."""
+    assert url.startswith("http://127.0.0.1:"), "the benchmark talks to loopback only"
+    deadline = time.monotonic() + timeout_seconds
+    last = "no answer"
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise BenchError(f"{url}: process exited with {process.returncode}{_tail(log)}")
+        try:
+            with _opener.open(url, timeout=1.0) as response:
+                if response.status == 200:
+                    return
+                last = f"status {response.status}"
+        except urllib.error.HTTPError as error:
+            last = f"status {error.code}"
+        except OSError as error:
+            last = str(error)
+        time.sleep(0.1)
+    raise BenchError(f"{url} not ready after {timeout_seconds:.0f} s ({last}){_tail(log)}")
+
+
+def _tail(log: Path | None, lines: int = 10) -> str:
+    if log is None or not log.exists():
+        return ""
+    text = log.read_text(errors="replace").strip().splitlines()[-lines:]
+    return "\n  " + "\n  ".join(text) if text else ""
+
+
+@contextlib.contextmanager
+def sigterm_as_exit() -> Iterator[None]:
+    """Turn SIGTERM into SystemExit for the duration, so `with ProcessGroup()` cleans up."""
+
+    def _exit(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, _exit)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
