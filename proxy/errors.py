@@ -7,8 +7,11 @@ connection-level guards.
 
 from __future__ import annotations
 
+import asyncio
+from dataclasses import dataclass
 from http import HTTPStatus
 
+import aiohttp
 from aiohttp import web
 
 NO_HEALTHY_BACKENDS = "No healthy backends available"
@@ -35,3 +38,30 @@ class BodyTooLarge(Exception):
 
 class ClientBodyError(Exception):
     """Reading the client's request body failed (client went away or sent a broken body)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """One failed attempt, classified. `nothing_sent`: the upstream cannot have seen the request
+    (connect failed), so any method may go elsewhere; otherwise only a replayable idempotent one."""
+
+    kind: str
+    status: int
+    nothing_sent: bool
+    reason: str
+
+    def retryable(self, *, idempotent: bool, replayable: bool) -> bool:
+        if self.status == 504:
+            return False  # a slow backend is not made faster by sending it more work
+        return replayable and (self.nothing_sent or idempotent)
+
+
+def classify(exc: BaseException) -> Failure:
+    """Map a client-library exception raised before the response head arrived."""
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return Failure("connect", 502, True, f"connect failed: {exc.os_error}")
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return Failure("connect_timeout", 502, True, "connect timed out")
+    if isinstance(exc, asyncio.TimeoutError):  # sock_read idle or the total timeout
+        return Failure("timeout", 504, False, "upstream timed out")
+    return Failure("reset", 502, False, f"connection broke before a response: {exc!r}")

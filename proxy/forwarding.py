@@ -6,7 +6,7 @@ One `Forwarder` serves one listener. Per request it does, in order:
   with the body streamed or (when small) held for replay, relay the response as it arrives.
 
 Failover: an attempt that failed before any response is retried on another endpoint when that
-cannot duplicate work (see `_Failure.retryable`), within `retries.max_retries` and the shared
+cannot duplicate work (see `Failure.retryable`), within `retries.max_retries` and the shared
 RetryBudget. The endpoint that failed leaves the rotation at once (`pool.report_failure`).
 """
 
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
 from typing import Protocol
 
 import aiohttp
@@ -23,8 +22,9 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from proxy import websocket
+from proxy.admission import refusal
 from proxy.body import StreamedBody
-from proxy.errors import NO_HEALTHY_BACKENDS, NO_ROUTE, error_response
+from proxy.errors import NO_HEALTHY_BACKENDS, NO_ROUTE, Failure, classify, error_response
 from proxy.headers import downstream_response_headers, request_id_for, upstream_request_headers
 from proxy.model import Endpoint, HashOn
 from proxy.pool import Pool
@@ -84,33 +84,6 @@ class Outcome:
         self.bytes_sent = 0
         self.retries = 0
         self.error = ""
-
-
-@dataclass(frozen=True, slots=True)
-class _Failure:
-    """One failed attempt, classified. `nothing_sent`: the upstream cannot have seen the request
-    (connect failed), so any method may go elsewhere; otherwise only a replayable idempotent one."""
-
-    kind: str
-    status: int
-    nothing_sent: bool
-    reason: str
-
-    def retryable(self, *, idempotent: bool, replayable: bool) -> bool:
-        if self.status == 504:
-            return False  # a slow backend is not made faster by sending it more work
-        return replayable and (self.nothing_sent or idempotent)
-
-
-def classify(exc: BaseException) -> _Failure:
-    """Map a client-library exception raised before the response head arrived."""
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return _Failure("connect", 502, True, f"connect failed: {exc.os_error}")
-    if isinstance(exc, aiohttp.ConnectionTimeoutError):
-        return _Failure("connect_timeout", 502, True, "connect timed out")
-    if isinstance(exc, asyncio.TimeoutError):  # sock_read idle or the total timeout
-        return _Failure("timeout", 504, False, "upstream timed out")
-    return _Failure("reset", 502, False, f"connection broke before a response: {exc!r}")
 
 
 def hash_key_for(request: web.BaseRequest, hash_on: HashOn) -> str | None:
@@ -203,36 +176,13 @@ class Forwarder:
     async def _handle(
         self, request: web.BaseRequest, request_id: str, outcome: Outcome
     ) -> web.StreamResponse:
+        refused = refusal(request, max_body_bytes=self._max_body)
+        if refused is not None:
+            outcome.error = refused[1]
+            return error_response(*refused, request_id=request_id, close=True)
         headers = request.headers
-        if request.method == "CONNECT":
-            return error_response(
-                405,
-                "CONNECT is not supported: this is a reverse proxy",
-                request_id=request_id,
-                close=True,
-            )
         raw_path = request.raw_path
-        if not raw_path.startswith("/"):
-            # Absolute-form (`GET http://host/ HTTP/1.1`) and asterisk-form targets are refused
-            # outright: routing them could make this an open forward proxy.
-            return error_response(
-                400,
-                "Request target must be a path (origin-form)",
-                request_id=request_id,
-                close=True,
-            )
-        if (
-            "Transfer-Encoding" in headers
-            and ("Content-Length" in headers or headers["Transfer-Encoding"].lower() != "chunked")
-        ) or len(headers.getall("Content-Length", ())) > 1:
-            # Request smuggling: framing two parsers could read differently is never forwarded.
-            return error_response(
-                400, "Conflicting or unsupported message framing", request_id=request_id, close=True
-            )
         length = request.content_length
-        if self._max_body is not None and length is not None and length > self._max_body:
-            return error_response(413, request_id=request_id, close=True)
-
         route = self._router.table.match(headers.get("Host", ""), raw_path.partition("?")[0])
         if route is None:
             return error_response(404, NO_ROUTE, request_id=request_id)
@@ -281,7 +231,7 @@ class Forwarder:
         idempotent = method in IDEMPOTENT_METHODS
         tried: list[str] = []
         holding_retry = False
-        failure: _Failure | None = None
+        failure: Failure | None = None
         try:
             while True:
                 endpoint = pool.pick(upstream, hash_key=hash_key, exclude=tried)
@@ -334,7 +284,7 @@ class Forwarder:
         return error_response(failure.status, request_id=request_id, close=streamed is not None)
 
     def _note_failure(
-        self, upstream: str, endpoint: Endpoint, failure: _Failure, outcome: Outcome
+        self, upstream: str, endpoint: Endpoint, failure: Failure, outcome: Outcome
     ) -> None:
         """Take the endpoint out of rotation now, before its next active check."""
         self._pool.report_failure(upstream, endpoint, failure.reason)

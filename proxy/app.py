@@ -1,0 +1,296 @@
+"""Assembly and lifecycle of the data plane: pool, health checks, listeners, admin, shutdown.
+
+`DataPlane` is shared by every mode: the standalone proxy (one listener, upstream "default"),
+the ingress controller (one listener whose Router the controller swaps) and sidecar mode (one
+loopback listener per upstream). The controller runs its own loops as `tasks` of `serve()`.
+
+`serve()` reads like a table of contents:
+  startup     bind admin and listeners; readiness gets "listeners_bound"
+  main loop   run the owner's tasks until SIGTERM/SIGINT or stop()
+  shutdown    readiness false -> stop accepting -> drain in-flight (timeouts.drain_seconds)
+              -> cancel tasks -> close admin, health checks and the upstream client
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import signal
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import aiohttp
+from aiohttp import web
+
+from proxy.admin import build_admin_app
+from proxy.forwarding import Forwarder
+from proxy.health import HealthChecker
+from proxy.logging import AccessLog, log_health_transition
+from proxy.metrics import Metrics
+from proxy.model import Endpoint, UpstreamSpec
+from proxy.pool import HealthTransition, Pool
+from proxy.protocol import GuardedServer
+from proxy.readiness import Readiness
+from proxy.retry_budget import RetryBudget
+from proxy.routing import Router
+from proxy.settings import Settings
+
+log = logging.getLogger("kubeferry.app")
+
+LISTENERS_BOUND = "listeners_bound"
+# The client library adds these when absent; a proxy must send only what the client sent
+# (an added Accept-Encoding would make backends compress for clients that never asked).
+_NO_AUTO_HEADERS = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
+
+
+@dataclass(frozen=True)
+class Listener:
+    """One proxy port and the Router that maps its requests to upstreams. Port 0 binds an
+    ephemeral port; `DataPlane.ports` tells which."""
+
+    host: str
+    port: int
+    router: Router
+
+
+def upstream_session(settings: Settings) -> aiohttp.ClientSession:
+    """The one client for all upstream traffic: pooled keep-alive connections, no cookies, no
+    decompression, no automatic headers, no redirects followed, no hidden retries."""
+    timeouts = settings.timeouts
+    session = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(
+            limit=0,  # concurrency is bounded by clients, not by a hidden queue here
+            keepalive_timeout=timeouts.upstream_keepalive_seconds,
+        ),
+        cookie_jar=aiohttp.DummyCookieJar(),
+        auto_decompress=False,
+        skip_auto_headers=_NO_AUTO_HEADERS,
+        timeout=aiohttp.ClientTimeout(
+            total=timeouts.total_seconds,
+            sock_connect=timeouts.connect_seconds,
+            sock_read=timeouts.upstream_idle_seconds,
+        ),
+    )
+    # aiohttp silently retries an idempotent request once when a pooled connection turns out
+    # to be closed. Failover is this proxy's decision (other backend, budget, health report),
+    # so that hidden retry is switched off; there is no public switch for it in aiohttp 3.x.
+    session._retry_connection = False
+    return session
+
+
+class DataPlane:
+    """The proxy's runtime: one pool, one health checker, one upstream client, N listeners."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        listeners: Sequence[Listener],
+        readiness: Readiness | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.settings = settings
+        self.listeners = tuple(listeners)
+        self.metrics = metrics if metrics is not None else Metrics()
+        self.readiness = readiness if readiness is not None else Readiness()
+        self.pool = Pool(on_transition=self._on_transition)
+        self.health = HealthChecker(self.pool, on_probe=self._on_probe)
+        self.budget = RetryBudget.from_settings(settings.retries)
+        # Mutable lifecycle state, set by start() and cleared by close():
+        self.ports: tuple[int, ...] = ()  # bound proxy ports, in listener order
+        self.admin_port: int | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._runners: list[web.BaseRunner] = []
+        self._admin_runner: web.AppRunner | None = None
+        self._stop = asyncio.Event()
+        self._exit_code = 0
+
+    def __repr__(self) -> str:
+        return f"<DataPlane ports={self.ports} admin={self.admin_port} {self.pool!r}>"
+
+    # -- configuration in (plain def: state first, probes started after) ---------------------
+
+    def apply(self, upstreams: Mapping[str, UpstreamSpec]) -> bool:
+        """Make the pool hold exactly `upstreams`; True if anything changed. Call it from the
+        event loop (health probes are tasks)."""
+        changed = False
+        for name in self.pool.names():
+            if name not in upstreams:
+                self._forget(name, self.pool.remove(name).removed)
+                changed = True
+        for name, spec in upstreams.items():
+            before = self.pool.spec(name)
+            change = self.pool.replace(spec)
+            changed = changed or before != spec
+            self._forget(name, change.removed)
+            for endpoint in change.added:
+                self.metrics.backend_health(upstream=name, backend=endpoint.key, healthy=True)
+        if changed:
+            self.health.reconcile(self.pool.specs())
+        return changed
+
+    def _forget(self, upstream: str, endpoints: Sequence[Endpoint]) -> None:
+        for endpoint in endpoints:
+            self.metrics.forget_backend(upstream=upstream, backend=endpoint.key)
+
+    def _on_transition(self, transition: HealthTransition) -> None:
+        log_health_transition(transition)
+        self.metrics.backend_health(
+            upstream=transition.upstream,
+            backend=transition.endpoint.key,
+            healthy=transition.healthy,
+        )
+
+    def _on_probe(self, upstream: str, endpoint: Endpoint, ok: bool, duration: float) -> None:
+        self.metrics.health_probe(
+            upstream=upstream, backend=endpoint.key, ok=ok, duration_seconds=duration
+        )
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def serve(self, *, tasks: Sequence[Callable[[], Awaitable[None]]] = ()) -> int:
+        """Start, run `tasks` until SIGTERM/SIGINT or `stop()`, shut down; return the exit
+        code (0, or 1 if one of `tasks` failed)."""
+        removers = self._handle_signals()
+        try:
+            await self.start()
+            async with asyncio.TaskGroup() as group:
+                running = [group.create_task(self._own(task)) for task in tasks]
+                await self._stop.wait()
+                await self.drain()
+                for task in running:
+                    task.cancel()
+        finally:
+            for remove in removers:
+                remove()
+            await self.close()
+        log.info("stopped", extra={"event": "stopped", "exit_code": self._exit_code})
+        return self._exit_code
+
+    def stop(self) -> None:
+        """Ask `serve()` to shut down (what SIGTERM does)."""
+        self._stop.set()
+
+    async def start(self) -> None:
+        """Bind the admin port and every listener; afterwards `ports` and `admin_port` hold
+        the bound port numbers."""
+        settings = self.settings
+        self._session = upstream_session(settings)
+        if settings.admin_port:
+            admin = build_admin_app(pool=self.pool, metrics=self.metrics, readiness=self.readiness)
+            self._admin_runner = web.AppRunner(admin, access_log=None, handle_signals=False)
+            await self._admin_runner.setup()
+            await web.TCPSite(self._admin_runner, settings.admin_host, settings.admin_port).start()
+            self.admin_port = _bound_port(self._admin_runner)
+        ports = []
+        for listener in self.listeners:
+            runner = web.ServerRunner(
+                self._server(listener.router),
+                handle_signals=False,
+                shutdown_timeout=settings.timeouts.drain_seconds,
+            )
+            await runner.setup()
+            self._runners.append(runner)
+            await web.TCPSite(runner, listener.host, listener.port, backlog=1024).start()
+            ports.append(_bound_port(runner))
+        self.ports = tuple(ports)
+        self.readiness.set(LISTENERS_BOUND, True)
+        log.info(
+            "listening on %s (admin %s)",
+            ", ".join(
+                f"{lst.host}:{port}" for lst, port in zip(self.listeners, ports, strict=True)
+            ),
+            self.admin_port,
+            extra={"event": "listening", "ports": list(ports), "admin_port": self.admin_port},
+        )
+
+    def _server(self, router: Router) -> GuardedServer:
+        assert self._session is not None
+        settings = self.settings
+        forwarder = Forwarder(
+            settings=settings,
+            router=router,
+            pool=self.pool,
+            session=self._session,
+            budget=self.budget,
+            metrics=self.metrics,
+            access_log=AccessLog(settings.log),
+        )
+        limits = settings.limits
+        return GuardedServer(
+            forwarder,
+            head_timeout_seconds=settings.timeouts.client_header_seconds,
+            # A client that disconnects cancels its handler, so the upstream request is
+            # abandoned at once instead of running to completion for nobody.
+            handler_cancellation=True,
+            keepalive_timeout=settings.timeouts.client_keepalive_seconds,
+            max_line_size=limits.max_header_bytes,
+            max_field_size=limits.max_header_bytes,
+            max_headers=limits.max_header_count,
+            auto_decompress=False,
+            access_log=None,  # proxy.logging.AccessLog writes ours, with upstream details
+        )
+
+    async def drain(self) -> None:
+        """Readiness false, stop accepting on every listener, let in-flight requests finish
+        (up to timeouts.drain_seconds, then they are cancelled). The admin port stays up so
+        /readyz reports the drain."""
+        self.readiness.start_draining()
+        log.info(
+            "draining: %d requests in flight, up to %.1f s",
+            self.budget.requests,
+            self.settings.timeouts.drain_seconds,
+            extra={"event": "draining", "inflight": self.budget.requests},
+        )
+        for runner in self._runners:
+            for site in list(runner.sites):
+                await site.stop()
+        runners, self._runners = self._runners, []
+        await asyncio.gather(*(runner.cleanup() for runner in runners))
+
+    async def close(self) -> None:
+        """Release everything start() took. Idempotent; drains first if drain() was skipped."""
+        if self._runners:
+            await self.drain()
+        await self.health.close()
+        if self._admin_runner is not None:
+            runner, self._admin_runner = self._admin_runner, None
+            await runner.cleanup()
+        if self._session is not None:
+            session, self._session = self._session, None
+            await session.close()
+
+    async def _own(self, task: Callable[[], Awaitable[None]]) -> None:
+        """The boundary of an owner's task: a crash is logged and shuts the proxy down (exit
+        1) rather than leaving it running without, say, its controller."""
+        try:
+            await task()
+        except Exception:
+            log.exception("task %s failed; shutting down", task, extra={"event": "task_failed"})
+            self._exit_code = 1
+            self.stop()
+
+    def _handle_signals(self) -> list[Callable[[], object]]:
+        loop = asyncio.get_running_loop()
+        removers: list[Callable[[], object]] = []
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            try:
+                loop.add_signal_handler(signum, self._on_signal, signum)
+            except (NotImplementedError, RuntimeError, ValueError):
+                continue  # not the main thread (embedded, tests): stop() still works
+            removers.append(functools.partial(loop.remove_signal_handler, signum))
+        return removers
+
+    def _on_signal(self, signum: int) -> None:
+        log.info(
+            "received %s, shutting down",
+            signal.Signals(signum).name,
+            extra={"event": "signal", "signal": signal.Signals(signum).name},
+        )
+        self.stop()
+
+
+def _bound_port(runner: web.BaseRunner) -> int:
+    address = runner.addresses[-1]
+    return int(address[1])
