@@ -94,7 +94,8 @@ ANNOTATIONS: tuple[AnnotationDoc, ...] = (
         "an absolute path, `/healthz`",
         "the `health.path` setting",
         _FALLBACK,
-        "Path of the active health check (GET; healthy statuses: the `health.expected_statuses` setting).",
+        "Path of the active health check (GET; healthy statuses: the "
+        "`health.expected_statuses` setting).",
     ),
     AnnotationDoc(
         "health-interval",

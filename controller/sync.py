@@ -12,6 +12,7 @@ is away.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -238,6 +239,8 @@ class Sync:
         self._missing: tuple[tuple[str, str], ...] = ()
         self._memo = Translations()
         self.synced = False
+        # Set with `synced`, for whoever wants to await the first full sync (tests, startup).
+        self.first_synced = asyncio.Event()
         if readiness is not None:
             readiness.set(READY_CONDITION, False)
 
@@ -294,8 +297,10 @@ class Sync:
                 "upstream Service not found; its port answers 503 until it exists",
                 extra={"event": "service_missing", "namespace": namespace, "service": name},
             )
-        if first and self._readiness is not None:
-            self._readiness.set(READY_CONDITION, True)
+        if first:
+            self.first_synced.set()
+            if self._readiness is not None:
+                self._readiness.set(READY_CONDITION, True)
         outcome = SyncOutcome(pushed_upstreams, pushed_routes, len(desired.upstreams), new)
         self._record(outcome, started=started, changed_at=changed_at)
         if first or outcome.pushed:

@@ -1,0 +1,197 @@
+"""The controller process assembled: data plane, cache, watches, sync and event recorder.
+
+`Controller` is what `kubeferry controller` runs and what an in-process test starts against a
+real API server:
+
+    async with Controller(settings, options, api_client=api) as controller:
+        await controller.wait_synced()
+        port = controller.ports[0]          # bound proxy port(s), in listener order
+        ...                                 # requests, kubectl, assertions
+
+`serve()` runs until SIGTERM (the CLI); `start()`/`stop()` (or `async with`) run the same
+thing in the background (tests). Shutdown order is the data plane's: readiness false, stop
+accepting, drain, cancel the watch, sync and event tasks, close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+from controller.annotations import Defaults, Mode
+from controller.cache import Cache, WatchScope
+from controller.events import EventRecorder, KubeEventRecorder
+from controller.metrics import ControllerMetrics
+from controller.sync import Selection, Sync
+from controller.watch import WatchTiming, run_watches
+from proxy.app import DataPlane, Listener
+from proxy.routing import Router, RouteTable
+from proxy.settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class SidecarUpstream:
+    """`--upstream [namespace/]name=port`: a Service reachable on 127.0.0.1:port."""
+
+    namespace: str
+    name: str
+    port: int  # 0 binds an ephemeral port (tests); `Controller.ports` tells which
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.namespace, self.name)
+
+    @property
+    def upstream(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class ControllerOptions:
+    """What the controller does, beyond the proxy settings. Validated by `controller.cli`."""
+
+    mode: Mode = "ingress"
+    # Ingress mode: the namespaces watched; None means all of them.
+    namespaces: tuple[str, ...] | None = None
+    # Sidecar mode: the Services, each on its own loopback port.
+    upstreams: tuple[SidecarUpstream, ...] = ()
+    sidecar_host: str = "127.0.0.1"
+
+    def scopes(self) -> tuple[WatchScope, ...]:
+        if self.mode == "sidecar":
+            return tuple(WatchScope(u.namespace, u.name) for u in self.upstreams)
+        if self.namespaces is None:
+            return (WatchScope(),)
+        return tuple(WatchScope(ns) for ns in dict.fromkeys(self.namespaces))
+
+    def selection(self) -> Selection:
+        if self.mode == "sidecar":
+            return Selection("sidecar", frozenset(u.key for u in self.upstreams))
+        return Selection("ingress")
+
+
+class Controller:
+    """One controller: its data plane listeners, cache, watches, sync and event recorder."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        options: ControllerOptions,
+        *,
+        api_client: Any,
+        events: EventRecorder | None = None,
+        watch_timing: WatchTiming | None = None,
+    ) -> None:
+        self.settings = settings
+        self.options = options
+        self._api = api_client
+        self._watch_timing = watch_timing or WatchTiming()
+        self.router: Router | None = None
+        if options.mode == "sidecar":
+            listeners = [
+                Listener(options.sidecar_host, u.port, Router(RouteTable.single(u.upstream)))
+                for u in options.upstreams
+            ]
+        else:
+            self.router = Router()
+            listeners = [Listener(settings.host, settings.port, self.router)]
+        self.plane = DataPlane(settings, listeners=listeners)
+        self.metrics = ControllerMetrics(self.plane.metrics.registry)
+        self.cache = Cache(options.scopes())
+        self._recorder: KubeEventRecorder | None = None
+        if events is None:
+            self._recorder = KubeEventRecorder.from_client(api_client)
+            events = self._recorder
+        self.sync = Sync(
+            self.cache,
+            selection=options.selection(),
+            defaults=Defaults.from_settings(settings),
+            dataplane=self.plane,
+            router=self.router,
+            readiness=self.plane.readiness,
+            events=events,
+            metrics=self.metrics,
+        )
+        # Lifecycle state for start()/stop().
+        self._started = asyncio.Event()
+        self._serving: asyncio.Task[int] | None = None
+
+    def __repr__(self) -> str:
+        return f"<Controller {self.options.mode} {self.cache!r} {self.sync!r} {self.plane!r}>"
+
+    @property
+    def ports(self) -> tuple[int, ...]:
+        """Bound proxy ports in listener order (sidecar: in `options.upstreams` order)."""
+        return self.plane.ports
+
+    @property
+    def admin_port(self) -> int | None:
+        return self.plane.admin_port
+
+    def tasks(self) -> Sequence[Callable[[], Awaitable[None]]]:
+        """The loops the data plane runs and cancels on shutdown."""
+
+        async def watches() -> None:
+            await run_watches(
+                self._api,
+                self.cache,
+                scopes=self.cache.scopes,
+                metrics=self.metrics,
+                timing=self._watch_timing,
+            )
+
+        async def sync() -> None:
+            await self.sync.run(self.cache)
+
+        async def started() -> None:
+            self._started.set()
+
+        loops: list[Callable[[], Awaitable[None]]] = [started, watches, sync]
+        if self._recorder is not None:
+            loops.append(self._recorder.run)
+        return loops
+
+    async def serve(self) -> int:
+        """Run until SIGTERM/SIGINT or `stop()`; return the exit status."""
+        return await self.plane.serve(tasks=self.tasks())
+
+    async def start(self) -> None:
+        """`serve()` in the background; returns once the listeners are bound."""
+        if self._serving is not None:
+            raise RuntimeError("already started")
+        self._serving = asyncio.create_task(self.serve(), name="kubeferry controller")
+        started = asyncio.create_task(self._started.wait())
+        await asyncio.wait({started, self._serving}, return_when=asyncio.FIRST_COMPLETED)
+        if not started.done():
+            started.cancel()
+            await self._serving  # raises what stopped startup (a port already taken)
+            raise RuntimeError("the controller stopped while starting")
+
+    async def wait_synced(self) -> None:
+        """Return after the first full sync (when /readyz turns true)."""
+        await self.sync.first_synced.wait()
+
+    async def stop(self) -> int:
+        """Shut down as on SIGTERM; return the exit status."""
+        if self._serving is None:
+            return 0
+        self.plane.stop()
+        serving, self._serving = self._serving, None
+        return await serving
+
+    async def __aenter__(self) -> Controller:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.stop()
