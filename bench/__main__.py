@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 
 from bench import loadbalancers
 from bench.options import Options, parse_options
-from bench.processes import BenchError, sigterm_as_exit
+from bench.processes import BenchError, sigterm_as_interrupt
 from bench.report import Section
 
 SectionRunner = Callable[[Options], Section]
@@ -34,7 +34,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     options = parse_options(argv)
     sections: list[Section] = []
     try:
-        with sigterm_as_exit():
+        with sigterm_as_interrupt():
             if options.only in ("proxy", "all"):
                 sections.append(loadbalancers.run(options))
             if options.only in ("controller", "all"):

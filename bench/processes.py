@@ -76,8 +76,10 @@ class ProcessGroup:
         except subprocess.TimeoutExpired:
             self.stop(process)
             raise BenchError(f"{name} did not finish within {timeout_seconds:.0f} s") from None
-        finally:
-            self._forget(process)
+        except BaseException:  # Ctrl-C: stop and reap it before going on
+            self.stop(process)
+            raise
+        self._forget(process)
         if process.returncode != 0:
             raise BenchError(
                 f"{name} exited with {process.returncode}: {err.decode(errors='replace').strip()}"
@@ -154,13 +156,13 @@ def _tail(log: Path | None, lines: int = 10) -> str:
 
 
 @contextlib.contextmanager
-def sigterm_as_exit() -> Iterator[None]:
-    """Turn SIGTERM into SystemExit for the duration, so `with ProcessGroup()` cleans up."""
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Treat SIGTERM like Ctrl-C for the duration, so the same cleanup and message follow."""
 
-    def _exit(signum: int, frame: object) -> None:
-        raise SystemExit(128 + signum)
+    def _interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, _exit)
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         yield
     finally:
