@@ -24,7 +24,7 @@ def error_response(
     """A plain-text error. `close` ends the connection after it: used when the request body
     was not (or not fully) read, so the next bytes on the connection cannot be trusted."""
     body = text if text is not None else HTTPStatus(status).phrase
-    response = web.Response(status=status, text=body + "\n", content_type="text/plain")
+    response = web.Response(status=status, text=body, content_type="text/plain")
     if request_id is not None:
         response.headers["X-Request-ID"] = request_id
     if close:

@@ -278,7 +278,8 @@ class Forwarder:
         finally:
             if holding_retry:
                 self._budget.retry_finished()
-        if failure is None:
+        if failure is None or (failure.status == 502 and not pool.has_candidates(upstream)):
+            # Every endpoint failed and left the rotation (or none was left to begin with).
             return error_response(503, NO_HEALTHY_BACKENDS, request_id=request_id)
         outcome.error = failure.reason
         return error_response(failure.status, request_id=request_id, close=streamed is not None)
