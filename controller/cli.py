@@ -118,7 +118,7 @@ async def api_client(kubeconfig: Path | None, *, environ: Mapping[str, str]) -> 
         load_incluster(client_configuration=configuration)
     else:
         await config.load_kube_config(
-            config_file=str(kubeconfig) if kubeconfig else environ.get("KUBECONFIG"),
+            config_file=str(kubeconfig) if kubeconfig else (environ.get("KUBECONFIG") or None),
             client_configuration=configuration,
         )
     return client.ApiClient(configuration)
