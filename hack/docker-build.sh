@@ -1,0 +1,145 @@
+#!/usr/bin/env bash
+# Builds the kubeferry container image (default tag kubeferry:dev) from wheels built on the host.
+#
+#   hack/docker-build.sh [extra docker build args...]
+#
+# Steps, each skipped when already done:
+#   1. a Docker engine: install docker.io from Debian if there is no dockerd, start dockerd in the
+#      background if none answers, wait until it does (root only; otherwise it says what to do);
+#   2. the base image. By default local/python-base:bookworm, made here because no container
+#      registry may be reachable: debootstrap (minbase + python3, python3-venv, ca-certificates)
+#      -> tarball cached under ${KUBEFERRY_CACHE:-$HOME/.cache/kubeferry}/ -> `docker import`.
+#      With a registry, KUBEFERRY_BASE_IMAGE=python:3.12-slim uses the Dockerfile's own default;
+#   3. wheels for the base image's Python: kubeferry itself from this checkout, its dependencies
+#      as binary wheels for that Python version and platform (pinned to the versions in .venv,
+#      which the tests ran against), so the image build installs with --no-index and needs no
+#      network or CA bundle;
+#   4. docker build --network host, context = a temporary directory holding only wheels/.
+#
+# Environment: KUBEFERRY_IMAGE (tag, default kubeferry:dev), KUBEFERRY_BASE_IMAGE,
+# KUBEFERRY_CACHE, KUBEFERRY_DEBIAN_MIRROR (default http://deb.debian.org/debian).
+set -euo pipefail
+
+root="$(cd "$(dirname "$0")/.." && pwd)"
+image="${KUBEFERRY_IMAGE:-kubeferry:dev}"
+local_base="local/python-base:bookworm"
+base="${KUBEFERRY_BASE_IMAGE:-$local_base}"
+cache="${KUBEFERRY_CACHE:-$HOME/.cache/kubeferry}"
+mirror="${KUBEFERRY_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
+pip="$root/.venv/bin/pip"
+
+log() { printf 'docker-build: %s\n' "$*" >&2; }
+die() { printf 'docker-build: error: %s\n' "$*" >&2; exit 1; }
+is_root() { [[ "$(id -u)" -eq 0 ]]; }
+
+apt_install() {
+  is_root || die "missing $*; install it (apt-get install $*) or run as root"
+  log "installing $* from Debian"
+  export DEBIAN_FRONTEND=noninteractive
+  mkdir -p "$cache"
+  { apt-get update -qq && apt-get install -y -qq --no-install-recommends "$@"; } \
+    >"$cache/apt.log" 2>&1 || die "apt-get install $* failed; see $cache/apt.log"
+}
+
+# --- 1. engine -------------------------------------------------------------------------------
+ensure_engine() {
+  docker info >/dev/null 2>&1 && return 0
+  if ! command -v dockerd >/dev/null 2>&1; then
+    # docker.io brings dockerd, containerd and runc; an existing newer docker client keeps working
+    # against its API (the client negotiates the version down).
+    apt_install docker.io
+  fi
+  if ! pgrep -x dockerd >/dev/null 2>&1; then
+    is_root || die "no Docker engine answers and dockerd is not running; start it (sudo systemctl start docker)"
+    local logfile="$cache/dockerd.log"
+    mkdir -p "$cache"
+    log "starting dockerd in the background (log: $logfile)"
+    # setsid: the daemon outlives this script and is not killed with its process group.
+    setsid dockerd >"$logfile" 2>&1 </dev/null &
+  fi
+  local i
+  for i in $(seq 1 60); do
+    docker info >/dev/null 2>&1 && return 0
+    sleep 1
+  done
+  die "dockerd did not answer within 60 s; see $cache/dockerd.log"
+}
+
+# --- 2. base image -----------------------------------------------------------------------------
+ensure_local_base() {
+  docker image inspect "$local_base" >/dev/null 2>&1 && return 0
+  local tarball="$cache/python-base-bookworm.tar"
+  if [[ ! -s "$tarball" ]]; then
+    command -v debootstrap >/dev/null 2>&1 || apt_install debootstrap
+    is_root || die "debootstrap needs root to make $local_base"
+    mkdir -p "$cache"
+    local rootfs
+    rootfs="$(mktemp -d "$cache/.rootfs.XXXXXX")"
+    # shellcheck disable=SC2064  # expand now: the trap must remove this run's directory
+    trap "rm -rf '$rootfs' '$tarball.tmp'" EXIT
+    log "debootstrap bookworm (minbase + python3) from $mirror: about a minute"
+    debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates \
+      bookworm "$rootfs" "$mirror" >"$cache/debootstrap.log" 2>&1 \
+      || die "debootstrap failed; see $cache/debootstrap.log"
+    # Smaller image, and nothing from this host's apt state leaks in.
+    rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
+    tar -C "$rootfs" --numeric-owner -cf "$tarball.tmp" .
+    mv -f "$tarball.tmp" "$tarball"
+    rm -rf "$rootfs"
+    trap - EXIT
+  fi
+  log "docker import $tarball -> $local_base"
+  docker import --change 'CMD ["python3"]' \
+    --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+    --change 'ENV LANG=C.UTF-8' \
+    "$tarball" "$local_base" >/dev/null
+}
+
+# --- 3. wheels ---------------------------------------------------------------------------------
+build_wheels() {
+  local out="$1" pyver arch
+  [[ -x "$pip" ]] || die "no $pip; run 'make install' first"
+  pyver="$(docker run --rm --network none --entrypoint python3 "$base" \
+    -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')"
+  arch="$(docker run --rm --network none --entrypoint python3 "$base" \
+    -c 'import platform; print(platform.machine())')"
+  log "wheels for Python $pyver on $arch"
+  "$pip" wheel --quiet --no-deps -w "$out" "$root" >"$out.log" 2>&1 \
+    || { cat "$out.log" >&2; die "building the kubeferry wheel failed"; }
+  # Pin dependencies to what .venv holds (the versions the tests ran against).
+  "$pip" freeze --exclude-editable >"$out.constraints"
+  # glibc 2.36 is bookworm's: accept every manylinux tag up to it (pip does not expand them).
+  local platforms=() v
+  for v in $(seq 36 -1 17); do platforms+=(--platform "manylinux_2_${v}_$arch"); done
+  platforms+=(--platform "manylinux2014_$arch")
+  "$pip" download --quiet --only-binary=:all: --implementation cp --python-version "$pyver" \
+    "${platforms[@]}" -c "$out.constraints" -d "$out" "$out"/kubeferry-*.whl >&2
+}
+
+main() {
+  command -v docker >/dev/null 2>&1 || apt_install docker.io
+  ensure_engine
+  if [[ "$base" == "$local_base" ]]; then
+    ensure_local_base
+  elif ! docker image inspect "$base" >/dev/null 2>&1; then
+    docker pull "$base" >&2 || die "cannot pull $base (no registry?); unset KUBEFERRY_BASE_IMAGE to build on $local_base"
+  fi
+
+  local ctx
+  ctx="$(mktemp -d)"
+  # shellcheck disable=SC2064
+  trap "rm -rf '$ctx'" EXIT
+  build_wheels "$ctx/wheels"
+  rm -f "$ctx/wheels.constraints"
+  cp "$root/.dockerignore" "$ctx/.dockerignore"
+
+  log "docker build -t $image (base $base)"
+  docker build --network host --build-arg "BASE_IMAGE=$base" -t "$image" \
+    -f "$root/Dockerfile" "$@" "$ctx" >&2
+  # Every build leaves the build stage and the previous image dangling; keep the disk bounded.
+  docker image prune --force --filter label=io.kubeferry.stage=build >/dev/null
+  docker image prune --force --filter label=org.opencontainers.image.title=kubeferry >/dev/null
+  log "built $image"
+}
+
+main "$@"
