@@ -1,0 +1,503 @@
+"""The controller benchmark: `python -m bench --only controller [--quick]`.
+
+Against a real control plane (etcd + kube-apiserver + kube-controller-manager from
+tests/kube, on loopback) holding N enrolled headless Services with one EndpointSlice of ten
+endpoints each (1,000 Services and 10,000 endpoints; --quick: 100 and 1,000), it runs
+`kubeferry controller` as a child process and measures:
+
+- time to first full sync: from starting the process to its first `"event": "sync"` log line
+  that reports every Service enrolled (includes interpreter start and imports);
+- change-to-pool delay, p50 and p99: from just before the bench sends a PUT of one
+  EndpointSlice to the moment it reads the controller's next `sync` line with
+  `pushed_upstreams: true` on the child's stdout. Changes go one at a time, so each line
+  answers exactly one change; the delay includes the API write, the watch delivery, the cache,
+  the sync and the pipe. The controller's own histogram (from the cache noticing the change to
+  the pool holding it) is reported too, as a mean;
+- memory: the child's VmRSS (after the changes) and VmHWM (peak) from /proc;
+- idle CPU: utime+stime from /proc/<pid>/stat over a quiet window, as a share of one core.
+
+The slices are created directly through the API with `endpointslice.kubernetes.io/managed-by`
+set to a custom value, so the real EndpointSlice controller leaves them alone. Their addresses
+(10.244.0.0/16) are not reachable and must not be contacted: the controller runs with active
+health checks off (KUBEFERRY_HEALTH__ENABLED=false) and no request is ever sent through it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import queue
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from bench.options import Options
+from bench.processes import BenchError, ProcessGroup, free_port
+from bench.report import Section, format_seconds
+
+NAMESPACE = "kf-bench"
+MANAGED_BY = "bench.kubeferry.io"
+ENDPOINTS_PER_SLICE = 10
+CREATE_CONCURRENCY = 32
+TARGET_P99_SECONDS = 0.250
+TARGET_RSS_BYTES = 250 * 2**20
+TARGET_IDLE_CPU = 0.02  # "near zero": under 2% of one core
+_opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    services: int
+    changes: int
+    idle_seconds: float
+    sync_timeout_seconds: float = 300.0
+    change_timeout_seconds: float = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    services: int
+    endpoints: int
+    create_seconds: float
+    first_sync_seconds: float
+    delays: tuple[float, ...]
+    missed: int
+    in_process_mean_seconds: float | None
+    rss_bytes: int
+    peak_rss_bytes: int
+    idle_cpu_share: float
+    idle_seconds: float
+
+
+def run(options: Options) -> Section:
+    plan = (
+        Plan(services=100, changes=50, idle_seconds=5.0)
+        if options.quick
+        else Plan(services=1000, changes=200, idle_seconds=20.0)
+    )
+    print(f"controller: {plan.services} Services x {ENDPOINTS_PER_SLICE} endpoints", flush=True)
+    result = measure(plan, options)
+    return section(result, plan)
+
+
+# -- the run --------------------------------------------------------------------------------
+
+
+def measure(plan: Plan, options: Options) -> Result:
+    # Imported here: the proxy-only bench must not need the control-plane helpers.
+    from tests.kube.controlplane import AssetsError, ControlPlane, ControlPlaneError, resolve_assets
+
+    try:
+        assets = resolve_assets()
+    except AssetsError as error:
+        raise BenchError(f"no control-plane binaries: {error}") from None
+    workdir = Path(tempfile.mkdtemp(prefix="kf-bench-controller-"))
+    plane = ControlPlane(assets=assets, workdir=workdir)
+    try:
+        print("controller: starting etcd, kube-apiserver, kube-controller-manager", flush=True)
+        try:
+            plane.start()
+        except ControlPlaneError as error:
+            raise BenchError(f"control plane did not start: {error}") from None
+        started = time.monotonic()
+        asyncio.run(populate(plane.kubeconfig, plan.services))
+        create_seconds = time.monotonic() - started
+        print(f"controller: created the objects in {create_seconds:.1f} s", flush=True)
+        with ProcessGroup() as group:
+            return run_controller(plane.kubeconfig, plan, options, group, workdir, create_seconds)
+    finally:
+        plane.stop()
+        if not options.keep_temp:
+            shutil.rmtree(workdir, ignore_errors=True)
+        else:
+            print(f"controller: kept {workdir}", flush=True)
+
+
+def run_controller(
+    kubeconfig: Path,
+    plan: Plan,
+    options: Options,
+    group: ProcessGroup,
+    workdir: Path,
+    create_seconds: float,
+) -> Result:
+    admin_port = free_port()
+    argv = [
+        str(options.kubeferry),
+        "controller",
+        "--kubeconfig",
+        str(kubeconfig),
+        "--namespace",
+        NAMESPACE,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(free_port()),
+        "--admin-port",
+        str(admin_port),
+    ]
+    env = {
+        **os.environ,
+        # The slice addresses are not ours: nothing may probe them (see the module docstring).
+        "KUBEFERRY_HEALTH__ENABLED": "false",
+        "KUBEFERRY_LOG__LEVEL": "info",
+        "KUBEFERRY_LOG__ACCESS_LOG": "false",
+    }
+    stderr = (workdir / "controller.stderr").open("wb")
+    started = time.monotonic()
+    process = group.start(
+        "kubeferry controller", argv, env=env, stdout=subprocess.PIPE, stderr=stderr
+    )
+    assert process.stdout is not None
+    lines = LineReader(process.stdout)
+    try:
+        first = lines.wait_for(
+            lambda e: e.get("event") == "sync" and e.get("upstreams") == plan.services,
+            timeout_seconds=plan.sync_timeout_seconds,
+            process=process,
+        )
+        first_sync = first[0] - started
+        print(f"controller: first full sync after {first_sync:.2f} s", flush=True)
+        delays, missed = asyncio.run(change_slices(kubeconfig, plan, lines, process))
+        in_process = in_process_mean(admin_port)
+        rss, peak = memory(process.pid)
+        time.sleep(2.0)  # let the last change settle before the quiet window
+        cpu = idle_cpu(process.pid, plan.idle_seconds)
+        if process.poll() is not None:
+            raise BenchError(f"the controller exited with {process.returncode}")
+    finally:
+        group.stop(process)
+        lines.close()
+        stderr.close()
+    return Result(
+        services=plan.services,
+        endpoints=plan.services * ENDPOINTS_PER_SLICE,
+        create_seconds=create_seconds,
+        first_sync_seconds=first_sync,
+        delays=tuple(delays),
+        missed=missed,
+        in_process_mean_seconds=in_process,
+        rss_bytes=rss,
+        peak_rss_bytes=peak,
+        idle_cpu_share=cpu,
+        idle_seconds=plan.idle_seconds,
+    )
+
+
+# -- the objects ----------------------------------------------------------------------------
+
+
+def service_name(i: int) -> str:
+    return f"svc-{i:04d}"
+
+
+def service_body(i: int) -> dict[str, Any]:
+    return {
+        "metadata": {
+            "name": service_name(i),
+            "annotations": {
+                "kubeferry.io/enabled": "true",
+                "kubeferry.io/host": f"{service_name(i)}.bench.example",
+            },
+        },
+        # Headless and selector-less: no ClusterIP to allocate (the test range is a /24), and
+        # the EndpointSlice controller has nothing to manage.
+        "spec": {"clusterIP": "None", "ports": [{"name": "http", "port": 80, "targetPort": 8080}]},
+    }
+
+
+def address(i: int, j: int) -> str:
+    k = i * ENDPOINTS_PER_SLICE + j
+    return f"10.244.{k // 250}.{k % 250 + 1}"
+
+
+def slice_body(i: int, *, ready: tuple[bool, ...] | None = None, shift: int = 0) -> dict[str, Any]:
+    ready = ready or (True,) * ENDPOINTS_PER_SLICE
+    return {
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {
+            "name": f"{service_name(i)}-bench",
+            "labels": {
+                "kubernetes.io/service-name": service_name(i),
+                "endpointslice.kubernetes.io/managed-by": MANAGED_BY,
+            },
+        },
+        "addressType": "IPv4",
+        "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
+        "endpoints": [
+            {
+                "addresses": [address(i, (j + shift) % ENDPOINTS_PER_SLICE)],
+                "conditions": {"ready": ready[j]},
+            }
+            for j in range(ENDPOINTS_PER_SLICE)
+        ],
+    }
+
+
+async def populate(kubeconfig: Path, services: int) -> None:
+    from kubernetes_asyncio import client, config
+
+    api = await config.new_client_from_config(config_file=str(kubeconfig), persist_config=False)
+    try:
+        # Any: the client's stubs want generated models; these calls send plain dicts.
+        core: Any = client.CoreV1Api(api)
+        discovery: Any = client.DiscoveryV1Api(api)
+        await core.create_namespace({"metadata": {"name": NAMESPACE}})
+        gate = asyncio.Semaphore(CREATE_CONCURRENCY)
+
+        async def create(i: int) -> None:
+            async with gate:
+                await core.create_namespaced_service(
+                    NAMESPACE, service_body(i), _preload_content=False
+                )
+                await discovery.create_namespaced_endpoint_slice(
+                    NAMESPACE, slice_body(i), _preload_content=False
+                )
+
+        await asyncio.gather(*(create(i) for i in range(services)))
+    finally:
+        await api.close()
+
+
+async def change_slices(
+    kubeconfig: Path, plan: Plan, lines: LineReader, process: subprocess.Popen[bytes]
+) -> tuple[list[float], int]:
+    """One EndpointSlice change at a time; the delay until the controller's next push."""
+    from kubernetes_asyncio import client, config
+
+    rng = random.Random(42)
+    api = await config.new_client_from_config(config_file=str(kubeconfig), persist_config=False)
+    delays: list[float] = []
+    missed = 0
+    try:
+        discovery: Any = client.DiscoveryV1Api(api)
+        for n in range(plan.changes):
+            i = rng.randrange(plan.services)
+            # Alternate the kinds of change a cluster makes: readiness flips, pods replaced.
+            if n % 2:
+                down = rng.randrange(ENDPOINTS_PER_SLICE)
+                body = slice_body(i, ready=tuple(j != down for j in range(ENDPOINTS_PER_SLICE)))
+            else:
+                body = slice_body(i, shift=rng.randrange(1, ENDPOINTS_PER_SLICE))
+                body["endpoints"] = body["endpoints"][:-1]  # one endpoint fewer: a real change
+            lines.drain()
+            sent = time.monotonic()
+            response = await discovery.replace_namespaced_endpoint_slice(
+                body["metadata"]["name"], NAMESPACE, body, _preload_content=False
+            )
+            status = response.status
+            response.release()
+            if status != 200:
+                raise BenchError(f"PUT EndpointSlice answered {status}")
+            try:
+                seen, _ = await asyncio.to_thread(
+                    lines.wait_for,
+                    pushed,
+                    timeout_seconds=plan.change_timeout_seconds,
+                    process=process,
+                )
+            except BenchError:
+                missed += 1
+                continue
+            delays.append(seen - sent)
+            # Put it back (not measured) so the next change starts from the full set.
+            lines.drain()
+            response = await discovery.replace_namespaced_endpoint_slice(
+                body["metadata"]["name"], NAMESPACE, slice_body(i), _preload_content=False
+            )
+            response.release()
+            await asyncio.to_thread(
+                lines.wait_for,
+                pushed,
+                timeout_seconds=plan.change_timeout_seconds,
+                process=process,
+            )
+    finally:
+        await api.close()
+    return delays, missed
+
+
+def pushed(line: dict[str, Any]) -> bool:
+    return line.get("event") == "sync" and line.get("pushed_upstreams") is True
+
+
+# -- reading the child ----------------------------------------------------------------------
+
+
+class LineReader:
+    """Reads the child's JSON log lines on a thread, stamping each with time.monotonic()."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self._lines: queue.Queue[tuple[float, dict[str, Any]] | None] = queue.Queue()
+        self._stream = stream
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        for raw in self._stream:
+            stamp = time.monotonic()
+            try:
+                parsed = json.loads(raw)
+            except ValueError:
+                continue
+            if isinstance(parsed, dict):
+                self._lines.put((stamp, parsed))
+        self._lines.put(None)
+
+    def drain(self) -> None:
+        """Forget the lines read so far (keeping the end-of-stream mark)."""
+        while True:
+            try:
+                item = self._lines.get_nowait()
+            except queue.Empty:
+                return
+            if item is None:
+                self._lines.put(None)
+                return
+
+    def wait_for(
+        self,
+        match: Callable[[dict[str, Any]], bool],
+        *,
+        timeout_seconds: float,
+        process: subprocess.Popen[bytes],
+    ) -> tuple[float, dict[str, Any]]:
+        deadline = time.monotonic() + timeout_seconds
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise BenchError(f"no matching controller log line within {timeout_seconds} s")
+            try:
+                item = self._lines.get(timeout=min(left, 0.5))
+            except queue.Empty:
+                if process.poll() is not None:
+                    raise BenchError(f"the controller exited with {process.returncode}") from None
+                continue
+            if item is None:
+                raise BenchError(f"the controller closed its stdout ({process.poll()})")
+            if match(item[1]):
+                return item
+
+    def close(self) -> None:
+        self._thread.join(timeout=5)
+
+
+def in_process_mean(admin_port: int) -> float | None:
+    """Mean of kubeferry_controller_change_to_pool_seconds from the child's /metrics."""
+    url = f"http://127.0.0.1:{admin_port}/metrics"
+    try:
+        with _opener.open(url, timeout=5) as response:
+            text = response.read().decode()
+    except OSError:
+        return None
+    total = count = None
+    for line in text.splitlines():
+        if line.startswith("kubeferry_controller_change_to_pool_seconds_sum"):
+            total = float(line.split()[-1])
+        elif line.startswith("kubeferry_controller_change_to_pool_seconds_count"):
+            count = float(line.split()[-1])
+    if not total or not count:
+        return None
+    return total / count
+
+
+def memory(pid: int) -> tuple[int, int]:
+    fields = dict(_proc_status(pid))
+    return fields.get("VmRSS", 0), fields.get("VmHWM", 0)
+
+
+def _proc_status(pid: int) -> Iterator[tuple[str, int]]:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        parts = value.split()
+        if len(parts) == 2 and parts[1] == "kB":
+            yield key, int(parts[0]) * 1024
+
+
+def cpu_seconds(pid: int) -> float:
+    # Fields after the command name (which may hold spaces): utime is 14th, stime 15th overall.
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    rest = stat.rsplit(")", 1)[1].split()
+    ticks = int(rest[11]) + int(rest[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def idle_cpu(pid: int, seconds: float) -> float:
+    before, start = cpu_seconds(pid), time.monotonic()
+    time.sleep(seconds)
+    return (cpu_seconds(pid) - before) / (time.monotonic() - start)
+
+
+# -- the report -----------------------------------------------------------------------------
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
+
+
+def section(result: Result, plan: Plan) -> Section:
+    delays = list(result.delays)
+    p50 = statistics.median(delays) if delays else float("nan")
+    p99 = percentile(delays, 0.99) if delays else float("nan")
+    failures = []
+    if not delays or p99 >= TARGET_P99_SECONDS:
+        failures.append(f"change-to-pool p99 {format_seconds(p99)} (target < 250 ms)")
+    if result.missed:
+        failures.append(f"{result.missed} of {plan.changes} changes never reached the pool")
+    if result.rss_bytes >= TARGET_RSS_BYTES:
+        failures.append(f"RSS {result.rss_bytes / 2**20:.0f} MiB (target < 250 MiB)")
+    if result.idle_cpu_share >= TARGET_IDLE_CPU:
+        failures.append(f"idle CPU {result.idle_cpu_share:.1%} of a core (target near zero)")
+    in_process = (
+        format_seconds(result.in_process_mean_seconds)
+        if result.in_process_mean_seconds is not None
+        else "n/a"
+    )
+    rows = [
+        ("Services / endpoints", f"{result.services:,} / {result.endpoints:,}"),
+        ("creating them through the API", f"{result.create_seconds:.1f} s"),
+        ("time to first full sync (process start)", format_seconds(result.first_sync_seconds)),
+        ("change-to-pool p50 (PUT sent to sync logged)", format_seconds(p50)),
+        ("change-to-pool p99", format_seconds(p99)),
+        ("change-to-pool max", format_seconds(max(delays)) if delays else "-"),
+        ("changes measured / missed", f"{len(delays)} / {result.missed}"),
+        ("in-process mean (cache noticed to pool)", in_process),
+        ("RSS after the changes", f"{result.rss_bytes / 2**20:.0f} MiB"),
+        ("peak RSS (VmHWM)", f"{result.peak_rss_bytes / 2**20:.0f} MiB"),
+        (f"idle CPU over {result.idle_seconds:.0f} s", f"{result.idle_cpu_share:.2%} of a core"),
+    ]
+    table = ["| measure | value |", "|---|---:|", *(f"| {k} | {v} |" for k, v in rows)]
+    text = "\n".join(f"  {k:<46} {v}" for k, v in rows)
+    print("\ncontroller\n" + text, flush=True)
+    markdown = (
+        "## Controller\n\n"
+        f"{result.services:,} enrolled headless Services, one EndpointSlice of "
+        f"{ENDPOINTS_PER_SLICE} endpoints each, in a real kube-apiserver on loopback; "
+        f"`kubeferry controller` as a child process with active health checks off. "
+        f"{plan.changes} EndpointSlice changes, one at a time. Targets: p99 < 250 ms, "
+        "RSS < 250 MiB, idle CPU near zero.\n\n" + "\n".join(table) + "\n"
+    )
+    if failures:
+        markdown += "\n" + "\n".join(f"- FAIL: {f}" for f in failures) + "\n"
+    return Section("controller", markdown, tuple(failures))
+
+
+if __name__ == "__main__":  # pragma: no cover - `python -m bench --only controller` is the way
+    from bench.options import parse_options
+
+    section_ = run(parse_options(["--only", "controller", *sys.argv[1:]]))
+    print(section_.markdown)
+    sys.exit(1 if section_.failures else 0)
