@@ -64,4 +64,10 @@ def classify(exc: BaseException) -> Failure:
         return Failure("connect_timeout", 502, True, "connect timed out")
     if isinstance(exc, asyncio.TimeoutError):  # sock_read idle or the total timeout
         return Failure("timeout", 504, False, "upstream timed out")
-    return Failure("reset", 502, False, f"connection broke before a response: {exc!r}")
+    return Failure("reset", 502, False, f"no response: {_brief(exc)}")
+
+
+def _brief(exc: BaseException) -> str:
+    # Client-library messages can quote kilobytes of what the upstream sent; logs get a taste.
+    text = str(exc)
+    return f"{type(exc).__name__}: {text[:200]}{'...' if len(text) > 200 else ''}"

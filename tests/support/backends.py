@@ -7,7 +7,7 @@ that answers by path:
   /stream?bytes=N   N bytes generated on the fly (Content-Length set; `&chunked=1` for chunked)
   /upload           counts the request body's bytes, answers {"bytes": N, "name": ...}
   /status/N         answers status N
-  /headers          the request as JSON: method, raw path, headers as [name, value] pairs
+  /headers[/...]    the request as JSON: method, raw path, headers as [name, value] pairs
   /drop             closes the connection without answering
   /break-mid        sends a head and part of the body, then aborts the connection
   /gzip             a gzip-encoded body with `Content-Encoding: gzip`
@@ -72,7 +72,7 @@ class Backend:
         if path == "/healthz":
             return web.Response(status=200 if self.healthy else 503, text="ok")
         self.requests += 1
-        handler = _ROUTES.get(path)
+        handler = _ROUTES.get("/headers" if path.startswith("/headers/") else path)
         if handler is None and path.startswith("/status/"):
             return web.Response(status=int(path.removeprefix("/status/")), text=self.name)
         if handler is None:
@@ -91,7 +91,7 @@ class Backend:
         else:
             response.content_length = total
         await response.prepare(request)
-        left = total
+        left = total if request.method != "HEAD" else 0
         while left > 0:
             piece = _CHUNK if left >= len(_CHUNK) else _CHUNK[:left]
             await response.write(piece)
