@@ -60,6 +60,8 @@ class ControllerOptions:
     # Sidecar mode: the Services, each on its own loopback port.
     upstreams: tuple[SidecarUpstream, ...] = ()
     sidecar_host: str = "127.0.0.1"
+    # Ingress mode: overrides `settings.port`; 0 binds an ephemeral port (tests).
+    listen_port: int | None = None
 
     def scopes(self) -> tuple[WatchScope, ...]:
         if self.mode == "sidecar":
@@ -98,7 +100,8 @@ class Controller:
             ]
         else:
             self.router = Router()
-            listeners = [Listener(settings.host, settings.port, self.router)]
+            port = settings.port if options.listen_port is None else options.listen_port
+            listeners = [Listener(settings.host, port, self.router)]
         self.plane = DataPlane(settings, listeners=listeners)
         self.metrics = ControllerMetrics(self.plane.metrics.registry)
         self.cache = Cache(options.scopes())
