@@ -159,7 +159,7 @@ def parse_options(
     own = pod_namespace(namespaces[0] if namespaces else None, environ, account_dir)
     upstreams = tuple(parse_upstream(text, own) for text in upstream_texts)
     _unique([u.key for u in upstreams], "Service")
-    _unique([u.port for u in upstreams if u.port], "port")
+    _unique([u.port for u in upstreams], "port")
     if args.admin_port is not None and args.admin_port in {u.port for u in upstreams}:
         raise UsageError(f"--admin-port {args.admin_port} is also an --upstream port")
     return ControllerOptions("sidecar", upstreams=upstreams)
@@ -177,7 +177,7 @@ def parse_upstream(text: str, own_namespace: str) -> SidecarUpstream:
     if not _SERVICE_RE.match(name):
         raise UsageError(f"--upstream {text!r}: {name!r} is not a Service name")
     port_text = port_text.strip()
-    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
         raise UsageError(f"--upstream {text!r}: port must be a number 1-65535")
     return SidecarUpstream(namespace, name, int(port_text))
 
