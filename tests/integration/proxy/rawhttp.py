@@ -16,7 +16,8 @@ class RawResponse:
 
 
 async def exchange(port: int, data: bytes, *, half_close: bool = False) -> RawResponse | None:
-    """Send `data`, read until the server closes (or the limit); None if it closed silently."""
+    """Send `data` and read one response (head, then a Content-Length body or everything up to
+    the close); None if the server closed without answering."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
         writer.write(data)
@@ -24,14 +25,24 @@ async def exchange(port: int, data: bytes, *, half_close: bool = False) -> RawRe
         if half_close:
             writer.write_eof()
         async with asyncio.timeout(READ_LIMIT_SECONDS):
-            raw = await reader.read()
+            try:
+                head = await reader.readuntil(b"\r\n\r\n")
+            except asyncio.IncompleteReadError:
+                return None
+            text = head.decode("latin-1")
+            length = _content_length(text)
+            body = await (reader.readexactly(length) if length is not None else reader.read())
     finally:
         writer.close()
-    if not raw:
-        return None
-    head, _, body = raw.partition(b"\r\n\r\n")
-    text = head.decode("latin-1")
     return RawResponse(int(text.split(" ", 2)[1]), text, body)
+
+
+def _content_length(head: str) -> int | None:
+    for line in head.split("\r\n")[1:]:
+        name, _, value = line.partition(":")
+        if name.strip().lower() == "content-length":
+            return int(value)
+    return None
 
 
 def request(
