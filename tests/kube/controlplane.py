@@ -2,7 +2,7 @@
 
 Synchronous on purpose: the control plane lives for the whole pytest session, while each async test
 gets its own event loop, so nothing here may belong to a loop. Processes are plain ``Popen``
-children that die with the test process (``PR_SET_PDEATHSIG``), so even a ``kill -9`` of pytest
+children that die with the test process (see ``processes``), so even a ``kill -9`` of pytest
 leaves no apiserver behind.
 
 Lifecycle: ``start()`` brings up etcd, then the apiserver (secure port, RBAC, service-account
@@ -13,11 +13,9 @@ certificates, etcd data, kubeconfigs and one log file per component.
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import secrets
-import signal
 import socket
 import ssl
 import subprocess
@@ -27,6 +25,7 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from tests.kube import processes
 from tests.kube.kubeconfig import write_kubeconfig
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -34,26 +33,20 @@ BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager")
 SERVICE_CLUSTER_IP_RANGE = "10.0.0.0/24"
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 # The controllers a load balancer's tests lean on. endpointslice publishes what the controller
-# reads; serviceaccount(-token) and root-ca-cert-publisher make namespaces usable by pods and
-# ServiceAccount kubeconfigs; namespace and garbagecollector make deletes behave as in a cluster.
+# reads; serviceaccount(-token) and root-ca-certificate-publisher make namespaces usable by pods and
+# ServiceAccount kubeconfigs; clusterrole-aggregation fills the built-in view/edit/admin roles;
+# namespace and garbage-collector make deletes behave as in a cluster.
 CONTROLLERS = (
-    "endpointslice",
-    "endpointslicemirroring",
-    "endpoints",
-    "serviceaccount",
-    "serviceaccount-token",
-    "root-ca-cert-publisher",
-    "namespace",
-    "garbagecollector",
+    "endpointslice-controller",
+    "endpointslice-mirroring-controller",
+    "endpoints-controller",
+    "serviceaccount-controller",
+    "serviceaccount-token-controller",
+    "root-ca-certificate-publisher-controller",
+    "clusterrole-aggregation-controller",
+    "namespace-controller",
+    "garbage-collector-controller",
 )
-
-_PR_SET_PDEATHSIG = 1
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
-def _die_with_parent() -> None:
-    """Runs in the child between fork and exec: ask the kernel to SIGKILL it when pytest dies."""
-    _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 class ControlPlaneError(RuntimeError):
@@ -127,29 +120,15 @@ class Component:
         return self._popen is not None and self._popen.poll() is None
 
     def start(self) -> None:
-        with self.log_path.open("ab") as log:
-            log.write(f"\n=== start {time.strftime('%H:%M:%S')}: {' '.join(self.argv)}\n".encode())
-            log.flush()
-            self._popen = subprocess.Popen(
-                self.argv,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                preexec_fn=_die_with_parent,
-            )
+        with self.log_path.open("a") as log:
+            log.write(f"\n=== start {time.strftime('%H:%M:%S')}: {' '.join(self.argv)}\n")
+        self._popen = processes.spawn(self.argv, log_path=self.log_path)
 
     def stop(self, timeout_seconds: float = 15) -> None:
         """SIGTERM, then SIGKILL after the timeout; always reaps the process."""
         popen, self._popen = self._popen, None
-        if popen is None:
-            return
-        if popen.poll() is None:
-            popen.terminate()
-            try:
-                popen.wait(timeout_seconds)
-            except subprocess.TimeoutExpired:
-                popen.kill()
-                popen.wait()
+        if popen is not None:
+            processes.stop(popen, timeout_seconds=timeout_seconds)
 
     def log_tail(self, lines: int = 40) -> str:
         try:

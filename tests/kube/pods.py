@@ -25,6 +25,7 @@ from typing import Any
 
 from kubernetes_asyncio import client
 
+from tests.kube import processes
 from tests.kube.manifests import body
 from tests.kube.netns import PodLink, PodNetwork
 
@@ -116,7 +117,7 @@ class StandInPods:
         log = self._log_dir / f"backend-{pod.namespace}-{pod.name}.log"
         backend = ["-m", "tests.kube.backend", "--port", str(pod.port), "--name", pod.name]
         argv = pod.link.exec_argv([sys.executable, *backend])
-        process = await asyncio.to_thread(_spawn, argv, log)
+        process = await asyncio.to_thread(processes.spawn, argv, log_path=log, cwd=REPO_ROOT)
         self._backends[(pod.namespace, pod.name)] = process
         await _wait_listening(pod, process, log)
 
@@ -244,13 +245,6 @@ class StandInPods:
             ]
         # Strategic merge: conditions merge by type, so a readiness flip leaves the others alone.
         await self._core.patch_namespaced_pod_status(pod.name, pod.namespace, {"status": status})
-
-
-def _spawn(argv: list[str], log: Path) -> subprocess.Popen[bytes]:
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            argv, cwd=REPO_ROOT, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT
-        )
 
 
 async def _wait_listening(pod: StandInPod, process: subprocess.Popen[bytes], log: Path) -> None:
