@@ -11,11 +11,13 @@ stack inspection `Logger.info` does, and the access switch does not depend on th
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging as _logging
 import random
 import sys
 import time
+import traceback
 from typing import Any, TextIO
 
 from pythonjsonlogger.core import RESERVED_ATTRS
@@ -58,6 +60,57 @@ class _StdoutHandler(_logging.StreamHandler):  # type: ignore[type-arg]
     @stream.setter
     def stream(self, value: TextIO) -> None:
         pass  # always sys.stdout; StreamHandler.__init__ assigns it
+
+
+class _BatchingStdoutHandler(_StdoutHandler):
+    """The access log's handler: lines formatted during one event-loop iteration go out in
+    one write and one flush at the end of it, instead of a flush (a system call) per request.
+
+    Nothing waits on a timer: the batch is written as soon as the loop gets round to it, so an
+    idle proxy still shows its last line at once. Without a running loop, lines are written
+    immediately. `logging.shutdown()` (at exit) flushes whatever is pending.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._pending: list[str] = []
+        self._scheduled = False
+
+    def emit(self, record: _logging.LogRecord) -> None:
+        try:
+            line = self.format(record)
+        except Exception:
+            self.handleError(record)
+            return
+        self._pending.append(line)
+        if self._scheduled:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.flush()
+            return
+        self._scheduled = True
+        loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        self.acquire()
+        try:
+            self._scheduled = False
+            if not self._pending:
+                return
+            text = "\n".join(self._pending) + "\n"
+            self._pending = []
+            stream = self.stream
+            stream.write(text)
+            stream.flush()
+        except Exception:
+            self._pending = []
+            # Like Handler.handleError: never raise into the caller (here the event loop).
+            if _logging.raiseExceptions:
+                traceback.print_exc(file=sys.stderr)
+        finally:
+            self.release()
 
 
 class JsonLineFormatter(JsonFormatter):
@@ -125,7 +178,7 @@ def configure_logging(settings: LogSettings) -> None:
     root.setLevel(_LEVELS[settings.level])
 
     access = _logging.getLogger(ACCESS_LOGGER)
-    _install(access, formatter)
+    _install(access, formatter, batching=True)
     access.propagate = False
     # On/off and sampling are AccessLog's job; the root level must not silence it.
     access.setLevel(_logging.INFO)
@@ -134,11 +187,15 @@ def configure_logging(settings: LogSettings) -> None:
     _logging.getLogger("aiohttp.access").setLevel(_logging.WARNING)
 
 
-def _install(logger: _logging.Logger, formatter: _logging.Formatter) -> None:
-    for handler in list(logger.handlers):
-        if getattr(handler, "_kubeferry", False):
-            logger.removeHandler(handler)
-    handler = _StdoutHandler()
+def _install(
+    logger: _logging.Logger, formatter: _logging.Formatter, *, batching: bool = False
+) -> None:
+    for old in list(logger.handlers):
+        if getattr(old, "_kubeferry", False):
+            logger.removeHandler(old)
+            old.flush()
+            old.close()
+    handler = _BatchingStdoutHandler() if batching else _StdoutHandler()
     handler.setFormatter(formatter)
     logger.addHandler(handler)
 

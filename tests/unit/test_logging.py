@@ -3,6 +3,7 @@ health transition line. Output is captured from stdout and parsed line by line."
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import random
@@ -206,3 +207,29 @@ def test_health_transition_line(
     assert line["reason"] == "GET /healthz: 503"
     assert line["source"] == "active"
     assert f"is {state}" in line["message"]
+
+
+async def test_access_lines_are_written_once_per_loop_iteration(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    configure_logging(LogSettings())
+    log = AccessLog(LogSettings())
+    for status in (200, 201, 202):
+        access(log, status=status)
+    assert capsys.readouterr().out == ""  # batched until the loop comes round
+
+    await asyncio.sleep(0)
+
+    assert [line["status"] for line in lines(capsys)] == [200, 201, 202]
+
+
+def test_reconfiguring_flushes_pending_access_lines(capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging(LogSettings())
+
+    async def log_without_yielding() -> None:
+        access(AccessLog(LogSettings()))
+        configure_logging(LogSettings())  # replaces the handler holding the pending line
+
+    asyncio.run(log_without_yielding())
+
+    assert [line["event"] for line in lines(capsys)] == ["access"]
