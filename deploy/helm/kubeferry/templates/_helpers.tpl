@@ -1,0 +1,96 @@
+{{/* Chart name, truncated to the 63 characters a label value allows. */}}
+{{- define "kubeferry.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Release-qualified name: <release>-kubeferry, or the release name if it contains "kubeferry". */}}
+{{- define "kubeferry.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "kubeferry.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "kubeferry.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "kubeferry.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{ include "kubeferry.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{- define "kubeferry.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "kubeferry.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "kubeferry.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+
+{{/*
+Namespaces that get a Role, as a list; empty means cluster-wide (ClusterRole). Sidecars watch
+only their own namespace unless told otherwise.
+*/}}
+{{- define "kubeferry.roleNamespaces" -}}
+{{- if .Values.watchNamespaces }}
+{{- toJson (uniq .Values.watchNamespaces) }}
+{{- else if eq .Values.mode "sidecar" }}
+{{- toJson (list .Release.Namespace) }}
+{{- else }}
+{{- toJson (list) }}
+{{- end }}
+{{- end }}
+
+{{/*
+The one list of permissions, shared by the ClusterRole and the Roles. The controller reads
+Services and their EndpointSlices, and reports problems as Events on the Services (core/v1
+Events; events.k8s.io is the same object under its newer API group).
+*/}}
+{{- define "kubeferry.rbacRules" -}}
+- apiGroups: [""]
+  resources: ["services"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: ["discovery.k8s.io"]
+  resources: ["endpointslices"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+- apiGroups: ["events.k8s.io"]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+{{- end }}
+
+{{/* config.timeouts.drain_seconds, as the proxy defaults it. */}}
+{{- define "kubeferry.drainSeconds" -}}
+{{- $timeouts := default dict .Values.config.timeouts }}
+{{- $drain := 30.0 }}
+{{- if hasKey $timeouts "drain_seconds" }}{{ $drain = $timeouts.drain_seconds }}{{ end }}
+{{- float64 $drain }}
+{{- end }}
+
+{{/* Long enough for the preStop sleep and the drain, so the kubelet never cuts a drain short. */}}
+{{- define "kubeferry.terminationGracePeriodSeconds" -}}
+{{- $needed := addf (include "kubeferry.drainSeconds" . | float64) .Values.preStopSleepSeconds }}
+{{- if kindIs "invalid" .Values.terminationGracePeriodSeconds }}
+{{- addf $needed 10 | ceil | int }}
+{{- else if le (float64 .Values.terminationGracePeriodSeconds) $needed }}
+{{- fail (printf "terminationGracePeriodSeconds (%v) must exceed config.timeouts.drain_seconds + preStopSleepSeconds (%v), or SIGKILL cuts the drain short" .Values.terminationGracePeriodSeconds $needed) }}
+{{- else }}
+{{- .Values.terminationGracePeriodSeconds | int }}
+{{- end }}
+{{- end }}
