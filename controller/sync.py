@@ -23,7 +23,7 @@ from controller.annotations import Defaults, Mode, Parsed, Problem, parse_servic
 from controller.events import EventRecorder
 from controller.objects import ClusterView, ServiceInfo, SliceInfo
 from controller.routes import Claim, resolve
-from controller.translate import translate, upstream_name
+from controller.translate import SliceEntries, slice_endpoints, translate, upstream_name
 from proxy.model import UpstreamSpec
 from proxy.routing import Route, RouteTable
 
@@ -117,31 +117,60 @@ class _Translated:
     slices: Sequence[SliceInfo]
     parsed: Parsed
     result: tuple[UpstreamSpec, Route] | None
+    slice_keys: tuple[tuple[str, str, str], ...] = ()  # the slice memo entries it used
 
 
 @dataclass(slots=True)
 class Translations:
-    """Memo of the last translation per Service, reused while the cache hands back the very
-    same ServiceInfo and slice tuple (the cache replaces, never mutates, what changed), so a
-    sync after one pod moved re-translates one Service, not ten thousand endpoints."""
+    """Memo of the last translation per Service and per slice, reused while the cache hands
+    back the very same objects (it replaces, never mutates, what changed). A sync after one
+    pod moved re-translates one slice, not ten thousand endpoints.
 
-    entries: dict[tuple[str, str], _Translated] = field(default_factory=dict)
+    Mutable state: `services` by Service key; `slices` by (namespace, slice name, port name);
+    `_used_slices`, the slice keys read during the current build (the rest are dropped)."""
+
+    services: dict[tuple[str, str], _Translated] = field(default_factory=dict)
+    slices: dict[tuple[str, str, str], tuple[SliceInfo, SliceEntries]] = field(default_factory=dict)
+    _used_slices: set[tuple[str, str, str]] = field(default_factory=set)
 
     def get(
         self, service: ServiceInfo, slices: Sequence[SliceInfo], defaults: Defaults, mode: Mode
     ) -> _Translated:
-        entry = self.entries.get(service.key)
+        entry = self.services.get(service.key)
         if entry is not None and entry.service is service and entry.slices is slices:
+            self._used_slices.update(entry.slice_keys)  # still in use: keep their memo
             return entry
         parsed = parse_service(service, defaults, mode=mode)
-        result = translate(service, slices, parsed.spec) if parsed.spec is not None else None
-        entry = _Translated(service, slices, parsed, result)
-        self.entries[service.key] = entry
+        result = None
+        used: list[tuple[str, str, str]] = []
+        if parsed.spec is not None:
+
+            def per_slice(slice_: SliceInfo, port_name: str) -> SliceEntries:
+                key = (slice_.namespace, slice_.name, port_name)
+                used.append(key)
+                return self._slice(key, slice_, port_name)
+
+            result = translate(service, slices, parsed.spec, per_slice=per_slice)
+        self._used_slices.update(used)
+        entry = _Translated(service, slices, parsed, result, tuple(used))
+        self.services[service.key] = entry
         return entry
 
+    def _slice(self, key: tuple[str, str, str], slice_: SliceInfo, port_name: str) -> SliceEntries:
+        cached = self.slices.get(key)
+        if cached is not None and cached[0] is slice_:
+            return cached[1]
+        entries = slice_endpoints(slice_, port_name)
+        self.slices[key] = (slice_, entries)
+        return entries
+
     def forget_except(self, keys: set[tuple[str, str]]) -> None:
-        for key in [k for k in self.entries if k not in keys]:
-            del self.entries[key]
+        """End of a build: drop memo entries of Services and slices it did not use."""
+        for key in [k for k in self.services if k not in keys]:
+            del self.services[key]
+        for slice_key in [k for k in self.slices if k not in self._used_slices]:
+            del self.slices[slice_key]
+        self._used_slices = set()
 
 
 def build_desired(

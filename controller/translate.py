@@ -6,7 +6,7 @@ lets the sync skip pushing an unchanged snapshot.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from controller.annotations import ServiceSpec
 from controller.objects import ServiceInfo, SliceInfo
@@ -15,6 +15,10 @@ from proxy.routing import Route
 
 IP_FAMILIES = ("IPv4", "IPv6")  # slice addressTypes we can dial; FQDN slices are skipped
 
+SortKey = tuple[int, int, int]  # (IP version, address as int, port): numeric order
+SliceEntries = tuple[tuple[SortKey, Endpoint], ...]
+PerSlice = Callable[[SliceInfo, str], SliceEntries]
+
 
 def upstream_name(service: ServiceInfo) -> str:
     """An upstream is named after its Service: `namespace/name`."""
@@ -22,13 +26,17 @@ def upstream_name(service: ServiceInfo) -> str:
 
 
 def translate(
-    service: ServiceInfo, slices: Sequence[SliceInfo], spec: ServiceSpec
+    service: ServiceInfo,
+    slices: Sequence[SliceInfo],
+    spec: ServiceSpec,
+    *,
+    per_slice: PerSlice | None = None,
 ) -> tuple[UpstreamSpec, Route]:
     """The whole data-plane view of one enrolled Service."""
     name = upstream_name(service)
     upstream = UpstreamSpec(
         name=name,
-        endpoints=endpoints_of(service, slices, port_name=spec.port.name),
+        endpoints=endpoints_of(service, slices, port_name=spec.port.name, per_slice=per_slice),
         strategy=spec.strategy,
         hash_on=spec.hash_on,
         health=spec.health,
@@ -38,11 +46,39 @@ def translate(
 
 
 def endpoints_of(
-    service: ServiceInfo, slices: Iterable[SliceInfo], *, port_name: str
+    service: ServiceInfo,
+    slices: Iterable[SliceInfo],
+    *,
+    port_name: str,
+    per_slice: PerSlice | None = None,
 ) -> tuple[Endpoint, ...]:
-    """Merge the Service's slices into one de-duplicated, sorted tuple of endpoints.
+    """Merge the Service's slices into one de-duplicated tuple of endpoints, in address order.
 
-    - The target port comes from each slice's port named like the Service port (slices of one
+    - Only slices of one address family count (see `_family`); FQDN slices never do.
+    - An address reported twice (an endpoint moving between slices) appears once, ready if
+      any report says ready.
+
+    `per_slice` defaults to `slice_endpoints`; the sync passes a memoized one so that a change
+    to one slice of a large Service does not re-translate the others.
+    """
+    translate_slice = per_slice or slice_endpoints
+    slices = tuple(slices)
+    family = _family(service, slices)
+    merged: dict[str, tuple[SortKey, Endpoint]] = {}
+    for slice_ in slices:
+        if slice_.address_type != family:
+            continue
+        for sort_key, endpoint in translate_slice(slice_, port_name):
+            seen = merged.get(endpoint.key)
+            if seen is None or (endpoint.ready and not seen[1].ready):
+                merged[endpoint.key] = (sort_key, endpoint)
+    return tuple(endpoint for _, endpoint in sorted(merged.values(), key=lambda item: item[0]))
+
+
+def slice_endpoints(slice_: SliceInfo, port_name: str) -> SliceEntries:
+    """One slice's endpoints on the port named `port_name`, each with its sort key.
+
+    - The target port comes from the slice's port named like the Service port (slices of one
       Service may differ, e.g. during a rollout that renames a container port), so a slice
       without that port contributes nothing.
     - Ready endpoints take traffic. Serving but not ready ones (typically terminating) become
@@ -50,30 +86,27 @@ def endpoints_of(
       that are not serving are left out.
     - Only the first address of an endpoint is used: the API calls them fungible, and using
       all would give a pod with several addresses several shares.
-    - An address reported twice (an endpoint moving between slices) appears once, ready if
-      any report says ready.
     """
-    family = _family(service, slices)
-    merged: dict[tuple[str, int], bool] = {}
-    for slice_ in slices:
-        if slice_.address_type != family:
+    if slice_.address_type not in IP_FAMILIES:
+        return ()
+    port = next(
+        (p.port for p in slice_.ports if p.name == port_name and p.protocol.upper() == "TCP"),
+        None,
+    )
+    if port is None or not 0 < port < 65536:
+        return ()
+    entries: list[tuple[SortKey, Endpoint]] = []
+    for endpoint in slice_.endpoints:
+        if not endpoint.addresses or not (endpoint.ready or endpoint.serving):
             continue
-        port = next(
-            (p.port for p in slice_.ports if p.name == port_name and p.protocol.upper() == "TCP"),
-            None,
-        )
-        if port is None or not 0 < port < 65536:
-            continue
-        for endpoint in slice_.endpoints:
-            if not endpoint.addresses or not (endpoint.ready or endpoint.serving):
-                continue
-            host = _normalize_ip(endpoint.addresses[0])
-            if host is None:
-                continue
-            key = (host, port)
-            merged[key] = merged.get(key, False) or endpoint.ready
-    ordered = sorted(merged.items(), key=lambda item: (_ip_sort_key(item[0][0]), item[0][1]))
-    return tuple(Endpoint(host, port, ready=ready) for (host, port), ready in ordered)
+        try:
+            address = ipaddress.ip_address(endpoint.addresses[0].strip())
+        except ValueError:
+            continue  # not an IP address: nothing we can dial
+        # `compressed` is canonical, so `fd00::0001` and `fd00::1` are one endpoint.
+        entry = Endpoint(address.compressed, port, ready=endpoint.ready)
+        entries.append(((address.version, int(address), port), entry))
+    return tuple(entries)
 
 
 def _family(service: ServiceInfo, slices: Iterable[SliceInfo]) -> str | None:
@@ -85,17 +118,3 @@ def _family(service: ServiceInfo, slices: Iterable[SliceInfo]) -> str | None:
         if family in present:
             return family
     return None
-
-
-def _normalize_ip(text: str) -> str | None:
-    """The canonical text of an IP address (so `fd00::0001` and `fd00::1` are one endpoint), or
-    None for anything that is not an IP address."""
-    try:
-        return ipaddress.ip_address(text.strip()).compressed
-    except ValueError:
-        return None
-
-
-def _ip_sort_key(host: str) -> tuple[int, int]:
-    address = ipaddress.ip_address(host)
-    return (address.version, int(address))

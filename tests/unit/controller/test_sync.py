@@ -299,3 +299,26 @@ async def test_a_failing_sync_keeps_the_loop_and_last_state() -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+def test_memo_follows_slice_changes_and_forgets_what_left() -> None:
+    h = Harness()
+    a = slice_(name="a", endpoints=[endpoint_json("10.0.0.1")])
+    b = slice_(name="b", endpoints=[endpoint_json("10.0.0.2")])
+    h.cluster.add(service(), a, b)
+    h.sync.sync()
+    b2 = slice_(name="b", endpoints=[endpoint_json("10.0.0.3")])
+    h.cluster.set_slices("shop", "web", a, b2)
+    h.sync.sync()
+    assert h.dataplane.applied[-1]["shop/web"].endpoints == (
+        Endpoint("10.0.0.1", 8080),
+        Endpoint("10.0.0.3", 8080),
+    )
+    h.cluster.set_slices("shop", "web", a)
+    h.sync.sync()
+    assert h.dataplane.applied[-1]["shop/web"].endpoints == (Endpoint("10.0.0.1", 8080),)
+    memo = h.sync._memo
+    assert set(memo.slices) == {("shop", "a", "http")}
+    h.cluster.remove("shop", "web")
+    h.sync.sync()
+    assert memo.slices == {} and memo.services == {}
