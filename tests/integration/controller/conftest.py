@@ -1,0 +1,78 @@
+"""Fixtures of the controller's integration tests: an in-process controller (the same
+`Controller` that `kubeferry controller` runs) against the session's real control plane, and an
+HTTP session for requests through its loopback listener."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable
+from typing import Any, Protocol
+
+import aiohttp
+import pytest
+from kubernetes_asyncio import client
+
+from controller.app import Controller, ControllerOptions
+from controller.watch import WatchTiming
+from proxy.settings import load_settings
+from tests.integration.controller.support import TEST_WATCH_TIMING, free_port
+
+
+class StartController(Protocol):
+    def __call__(
+        self,
+        options: ControllerOptions,
+        *,
+        api: client.ApiClient | None = None,
+        settings: dict[str, Any] | None = None,
+        timing: WatchTiming = TEST_WATCH_TIMING,
+        wait_synced: bool = True,
+    ) -> Awaitable[Controller]: ...
+
+
+@pytest.fixture
+async def start_controller(kube_api: client.ApiClient) -> AsyncIterator[StartController]:
+    """`await start_controller(ControllerOptions(...))`: a started controller on loopback
+    ports, synced; stopped after the test."""
+    started: list[Controller] = []
+
+    async def start(
+        options: ControllerOptions,
+        *,
+        api: client.ApiClient | None = None,
+        settings: dict[str, Any] | None = None,
+        timing: WatchTiming = TEST_WATCH_TIMING,
+        wait_synced: bool = True,
+    ) -> Controller:
+        overrides: dict[str, Any] = {
+            "host": "127.0.0.1",
+            "port": free_port(),
+            "admin_port": 0,  # off: the tests read the metrics registry in process
+            # The stand-in pods are ours (network namespaces this session made): probing
+            # them is allowed, and fast probes keep the tests short.
+            "health": {"interval_seconds": 0.5, "timeout_seconds": 0.5},
+            **(settings or {}),
+        }
+        controller = Controller(
+            load_settings(overrides=overrides),
+            options,
+            api_client=api or kube_api,
+            watch_timing=timing,
+        )
+        await controller.start()
+        started.append(controller)
+        if wait_synced:
+            await asyncio.wait_for(controller.wait_synced(), 30)
+        return controller
+
+    yield start
+    for controller in reversed(started):
+        await controller.stop()
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    timeout = aiohttp.ClientTimeout(total=10)
+    # trust_env=False: never route loopback requests through an environment proxy.
+    async with aiohttp.ClientSession(timeout=timeout, trust_env=False) as session:
+        yield session
