@@ -57,16 +57,23 @@ async def relay(
         protocols=protocols, autoping=False, compress=False, max_msg_size=_NO_LIMIT
     )
     await client.prepare(request)
+    client_codes: list[int] = []  # close code the client sent, once it did
     try:
         async with asyncio.TaskGroup() as tasks:
-            tasks.create_task(_pump(client, upstream, "client->upstream"))
-            tasks.create_task(_pump(upstream, client, "upstream->client"))
+            tasks.create_task(_pump(client, upstream, "client->upstream", client_codes))
+            tasks.create_task(_pump(upstream, client, "upstream->client", []))
     finally:
-        await upstream.close()
+        # The client usually drops the TCP connection right after its close handshake, which
+        # cancels this handler mid-relay: the upstream still gets the client's close code.
+        if not upstream.closed:
+            code = client_codes[0] if client_codes else aiohttp.WSCloseCode.GOING_AWAY
+            await upstream.close(code=code)
     return client
 
 
-async def _pump(source: WebSocketPeer, sink: WebSocketPeer, direction: str) -> None:
+async def _pump(
+    source: WebSocketPeer, sink: WebSocketPeer, direction: str, codes: list[int]
+) -> None:
     """Relay messages from `source` to `sink` until `source` closes, then close `sink` with the
     same code. A failure on either side closes the other with 1011 (internal error) rather than
     leaving it hanging."""
@@ -83,6 +90,7 @@ async def _pump(source: WebSocketPeer, sink: WebSocketPeer, direction: str) -> N
             elif kind is WSMsgType.PONG:
                 await sink.pong(msg.data)
             elif kind is WSMsgType.CLOSE:
+                codes.append(msg.data)
                 await sink.close(code=msg.data, message=(msg.extra or "").encode())
                 return
             else:  # CLOSING, CLOSED or ERROR: the source is gone

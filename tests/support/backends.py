@@ -41,6 +41,7 @@ class Backend:
         self.healthy = True
         self.requests = 0  # requests answered, health checks excluded
         self.pings: list[bytes] = []
+        self.close_codes: list[int | None] = []  # websocket close codes, per connection
         self._runner: web.ServerRunner | None = None
 
     def __repr__(self) -> str:
@@ -143,7 +144,8 @@ class Backend:
     async def _ws(self, request: web.BaseRequest) -> web.StreamResponse:
         ws = web.WebSocketResponse(autoping=False, protocols=("chat", "echo"))
         await ws.prepare(request)
-        async for msg in ws:
+        while True:
+            msg = await ws.receive()
             if msg.type is WSMsgType.TEXT:
                 if msg.data.startswith("close:"):
                     await ws.close(code=int(msg.data.removeprefix("close:")), message=b"bye")
@@ -154,6 +156,11 @@ class Backend:
             elif msg.type is WSMsgType.PING:
                 self.pings.append(msg.data)
                 await ws.pong(msg.data)
+            elif msg.type is WSMsgType.CLOSE:
+                self.close_codes.append(msg.data)  # the code the peer sent
+                break
+            else:
+                break
         return ws
 
 

@@ -176,7 +176,7 @@ async def test_client_leaving_mid_request_body_disturbs_nothing(
     setup: tuple[RunningProxy, Backend],
 ) -> None:
     proxy, _ = setup
-    reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+    _, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
     writer.write(rawhttp.request("POST", "/upload", "Content-Length: 90000") + b"x" * 1000)
     await writer.drain()
     await asyncio.sleep(0.05)
