@@ -27,13 +27,13 @@ def test_not_opted_in_is_silently_ignored() -> None:
     assert parsed.problems == ()
 
 
-@pytest.mark.parametrize("value", ["false", "False"])
-def test_enabled_false(value: str) -> None:
-    svc = service(enabled=False, annotations={"enabled": value})
-    assert parse_service(svc, DEFAULTS, mode="ingress") == parse_service(
-        svc, DEFAULTS, mode="ingress"
+@pytest.mark.parametrize("value", ["false", "False", " true "])
+def test_enabled_values(value: str) -> None:
+    parsed = parse_service(
+        service(enabled=False, annotations={"enabled": value}), DEFAULTS, mode="ingress"
     )
-    assert parse_service(svc, DEFAULTS, mode="ingress").spec is None
+    assert (parsed.spec is not None) == (value.strip() == "true")
+    assert parsed.problems == ()
 
 
 @pytest.mark.parametrize("value", ["yes", "1", "ture", ""])
