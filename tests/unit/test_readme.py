@@ -13,3 +13,12 @@ def test_readme_settings_table_matches_the_settings_model() -> None:
     assert embedded == reference_markdown(), (
         "README.md's settings table is stale: regenerate it with `python -m proxy.settings_doc`"
     )
+
+
+def test_readme_annotation_table_matches_the_parser() -> None:
+    from controller.annotations import markdown_table
+
+    text = README.read_text()
+    embedded = text.split("<!-- annotations-reference:begin -->", 1)[1]
+    embedded = embedded.split("<!-- annotations-reference:end -->", 1)[0].strip()
+    assert embedded == markdown_table().strip()
