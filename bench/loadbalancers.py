@@ -1,5 +1,6 @@
 """The proxy section: nginx, HAProxy and kubeferry (access log off, then on) as load balancers
-over the same three backends, one after another, each measured with the same wrk run.
+over the same three backends, all started up front, then measured one at a time with the same
+wrk run, in interleaved rounds; each row is the median round.
 
 Floor: kubeferry with its JSON access log on reaches `options.floor_ratio` of nginx's
 requests/s in the same run.
@@ -7,10 +8,12 @@ requests/s in the same run.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.backends import start_backends
@@ -18,7 +21,7 @@ from bench.options import Options
 from bench.peers import Launch, haproxy_lb, kubeferry_lb, nginx_lb
 from bench.processes import BenchError, ProcessGroup, free_port, wait_http_ok
 from bench.report import Row, Section, markdown_table, text_table
-from bench.wrk import run_wrk
+from bench.wrk import WrkResult, run_wrk
 
 NGINX = "nginx"
 KUBEFERRY_ACCESS = "kubeferry + JSON access log"
@@ -45,20 +48,51 @@ def contenders(options: Options) -> list[tuple[str, Factory]]:
     ]
 
 
+@dataclass(slots=True)
+class _Contender:
+    """A started load balancer and the runs measured against it so far."""
+
+    name: str
+    url: str
+    launch: Launch
+    process: subprocess.Popen[bytes]
+    runs: list[WrkResult] = field(default_factory=list)
+
+
 def run(options: Options) -> Section:
     workdir = Path(tempfile.mkdtemp(prefix="kubeferry-bench-"))
     try:
-        with ProcessGroup() as processes:
+        with ProcessGroup() as processes, contextlib.ExitStack() as files:
             backends, _ = start_backends(processes, workdir)
             print(f"backends (nginx) on 127.0.0.1:{', '.join(map(str, backends))}", flush=True)
-            rows: list[Row] = []
-            notes: list[str] = []
+            started: list[_Contender] = []
+            failed: dict[str, str] = {}
             for name, factory in contenders(options):
-                print(f"measuring {name} ...", flush=True)
-                row, note = measure(processes, options, workdir, name, factory, backends)
-                rows.append(row)
-                if note:
-                    notes.append(note)
+                outcome = start(
+                    processes, files, workdir, name, factory(workdir, free_port(), backends)
+                )
+                if isinstance(outcome, str):
+                    failed[name] = outcome
+                else:
+                    started.append(outcome)
+            # Rounds interleave the contenders, so a burst of load from elsewhere on the
+            # machine hits all of them rather than whichever happened to run then.
+            for round_number in range(options.rounds):
+                for contender in list(started):
+                    print(
+                        f"round {round_number + 1}/{options.rounds}: {contender.name} ...",
+                        flush=True,
+                    )
+                    try:
+                        contender.runs.append(
+                            measure(processes, options, contender.url, warm_up=round_number == 0)
+                        )
+                    except BenchError as error:
+                        failed[contender.name] = f"{contender.name} failed:\n```\n{error}\n```"
+                        started.remove(contender)
+            for contender in started:
+                processes.stop(contender.process)
+            rows, notes = collect(options, contenders(options), started, failed)
     finally:
         if options.keep_temp:
             print(f"kept configs and logs in {workdir}")
@@ -67,56 +101,79 @@ def run(options: Options) -> Section:
     return summarize(options, rows, notes)
 
 
-def measure(
+def start(
     processes: ProcessGroup,
-    options: Options,
+    files: contextlib.ExitStack,
     workdir: Path,
     name: str,
-    factory: Factory,
-    backends: list[int],
-) -> tuple[Row, str]:
-    """Start one load balancer, warm it up, measure it, stop it."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}/"
-    launch = factory(workdir, port, backends)
+    launch: Launch,
+) -> _Contender | str:
+    """Start one load balancer and wait until it proxies; a problem comes back as text."""
     if not Path(launch.argv[0]).exists() and shutil.which(launch.argv[0]) is None:
-        return Row(name, problem=f"{launch.argv[0]} not found"), ""
-    stdout = open(launch.stdout_path, "wb") if launch.stdout_path else None  # noqa: SIM115
-    stderr = open(launch.log_path, "wb") if launch.log_path else None  # noqa: SIM115
+        return f"{name}: {launch.argv[0]} not found"
+    port = launch.port
+    url = f"http://127.0.0.1:{port}/"
+    # The ExitStack owns the handles: they stay open while the process writes to them.
+    stdout = files.enter_context(launch.stdout_path.open("wb")) if launch.stdout_path else None
+    stderr = files.enter_context(launch.log_path.open("wb")) if launch.log_path else None
+    process = processes.start(
+        name, launch.argv, env=launch.env, stdout=stdout or subprocess.DEVNULL, stderr=stderr
+    )
     try:
-        process = processes.start(
-            name, launch.argv, env=launch.env, stdout=stdout or subprocess.DEVNULL, stderr=stderr
+        wait_http_ok(url, process=process, log=launch.log_path)
+    except BenchError as error:
+        processes.stop(process)
+        return f"{name} failed to start:\n```\n{error}\n```"
+    return _Contender(name, url, launch, process)
+
+
+def measure(processes: ProcessGroup, options: Options, url: str, *, warm_up: bool) -> WrkResult:
+    if warm_up and options.warmup_seconds:
+        run_wrk(
+            processes,
+            url,
+            duration_seconds=options.warmup_seconds,
+            connections=options.connections,
+            threads=options.threads,
         )
-        try:
-            wait_http_ok(url, process=process, log=launch.log_path)
-            if options.warmup_seconds:
-                run_wrk(
-                    processes,
-                    url,
-                    duration_seconds=options.warmup_seconds,
-                    connections=options.connections,
-                    threads=options.threads,
-                )
-            result = run_wrk(
-                processes,
-                url,
-                duration_seconds=options.duration_seconds,
-                connections=options.connections,
-                threads=options.threads,
-            )
-        except BenchError as error:
-            details = f"{name} failed:\n```\n{error}\n```"
-            return Row(name, problem="failed, details below"), details
-        finally:
-            processes.stop(process)
-    finally:
-        for handle in (stdout, stderr):
-            if handle is not None:
-                handle.close()
-    note = ""
-    if launch.stdout_path is not None and name == KUBEFERRY_ACCESS:
-        note = describe_access_log(launch.stdout_path, result.requests)
-    return Row(name, result), note
+    return run_wrk(
+        processes,
+        url,
+        duration_seconds=options.duration_seconds,
+        connections=options.connections,
+        threads=options.threads,
+    )
+
+
+def median_run(runs: list[WrkResult]) -> WrkResult:
+    """The run with the median requests/s (its own latencies come with it, unmixed)."""
+    ordered = sorted(runs, key=lambda r: r.requests_per_second)
+    return ordered[(len(ordered) - 1) // 2]
+
+
+def collect(
+    options: Options,
+    order: list[tuple[str, Factory]],
+    started: list[_Contender],
+    failed: dict[str, str],
+) -> tuple[list[Row], list[str]]:
+    by_name = {c.name: c for c in started}
+    rows: list[Row] = []
+    notes: list[str] = []
+    for name, _ in order:
+        contender = by_name.get(name)
+        if contender is None or not contender.runs:
+            rows.append(Row(name, problem="failed, details below"))
+            notes.append(failed.get(name, f"{name}: no runs"))
+            continue
+        rows.append(Row(name, median_run(contender.runs)))
+        if options.rounds > 1:
+            spread = ", ".join(f"{r.requests_per_second:,.0f}" for r in contender.runs)
+            notes.append(f"{name}: requests/s per round {spread}.")
+        if name == KUBEFERRY_ACCESS and contender.launch.stdout_path is not None:
+            measured = sum(r.requests for r in contender.runs)
+            notes.append(describe_access_log(contender.launch.stdout_path, measured))
+    return rows, notes
 
 
 def describe_access_log(path: Path, measured_requests: int) -> str:
@@ -130,7 +187,8 @@ def describe_access_log(path: Path, measured_requests: int) -> str:
     size_mb = path.stat().st_size / 1e6
     return (
         f"{KUBEFERRY_ACCESS}: stdout went to a file ({size_mb:.1f} MB, {lines} lines, "
-        f"{access} access lines for {measured_requests} measured requests plus warm-up)."
+        f"{access} access lines for {measured_requests} measured requests, plus warm-up "
+        "and readiness checks)."
     )
 
 
@@ -167,9 +225,10 @@ def summarize(options: Options, rows: list[Row], notes: list[str]) -> Section:
     for note in notes:
         print(note)
     setup = (
-        f"wrk -t{options.threads} -c{options.connections} -d{options.duration_seconds}s "
-        f"--latency, after {options.warmup_seconds} s of warm-up; one worker per load balancer; "
-        "three nginx backends on loopback."
+        f"`wrk -t{options.threads} -c{options.connections} -d{options.duration_seconds}s "
+        f"--latency` per run, {options.warmup_seconds} s of warm-up first; the median of "
+        f"{options.rounds} interleaved round(s) per row. One worker per load balancer, three "
+        "nginx backends, all on loopback."
     )
     markdown = (
         "## Proxy: kubeferry vs nginx and HAProxy\n\n"

@@ -17,6 +17,7 @@ class Options:
     only: str = "all"
     duration_seconds: int = 10
     warmup_seconds: int = 2
+    rounds: int = 3
     connections: int = 32
     threads: int = 1
     floor_ratio: float = 0.2
@@ -34,21 +35,29 @@ def parse_options(argv: Sequence[str] | None = None) -> Options:
     parser.add_argument("--only", choices=("proxy", "controller", "all"), default="all")
     parser.add_argument("--duration", type=int, default=10, help="seconds of load per run")
     parser.add_argument("--warmup", type=int, default=2, help="seconds of unmeasured load first")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="measured runs per load balancer, interleaved; the median is reported",
+    )
     parser.add_argument("--connections", type=int, default=32, help="wrk -c")
     parser.add_argument("--threads", type=int, default=1, help="wrk -t")
     parser.add_argument(
         "--floor", type=float, default=0.2, help="minimum kubeferry+access-log / nginx ratio"
     )
-    parser.add_argument("--quick", action="store_true", help="smoke run: 3 s per run, 1 s warm-up")
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke run: one round of 3 s, 1 s warm-up"
+    )
     parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="Markdown output")
     parser.add_argument("--keep-temp", action="store_true", help="keep configs and logs")
     parser.add_argument(
         "--kubeferry", type=Path, default=Path(".venv/bin/kubeferry"), help="the CLI to run"
     )
     args = parser.parse_args(argv)
-    for name in ("duration", "warmup", "connections", "threads"):
+    for name in ("duration", "warmup", "rounds", "connections", "threads"):
         value = getattr(args, name)
-        if value < (0 if name == "warmup" else 1) or value > 600:
+        if value < (0 if name == "warmup" else 1) or value > (20 if name == "rounds" else 600):
             parser.error(f"--{name} {value} is out of range")
     if args.connections < args.threads:
         parser.error("--connections must be at least --threads (wrk needs a connection each)")
@@ -56,6 +65,7 @@ def parse_options(argv: Sequence[str] | None = None) -> Options:
         only=args.only,
         duration_seconds=3 if args.quick else args.duration,
         warmup_seconds=1 if args.quick else args.warmup,
+        rounds=1 if args.quick else args.rounds,
         connections=args.connections,
         threads=args.threads,
         floor_ratio=args.floor,

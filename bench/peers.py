@@ -20,6 +20,7 @@ class Launch:
     """Everything needed to start one load balancer."""
 
     argv: list[str]
+    port: int
     env: dict[str, str] | None = None
     # Where the process's stdout goes: None discards it.
     stdout_path: Path | None = None
@@ -45,7 +46,9 @@ def nginx_lb(workdir: Path, port: int, backends: list[int]) -> Launch:
     )
     path = workdir / "nginx-lb.conf"
     path.write_text(config)
-    return Launch(nginx_argv(workdir, path, "nginx-lb"), log_path=workdir / "nginx-lb-error.log")
+    return Launch(
+        nginx_argv(workdir, path, "nginx-lb"), port, log_path=workdir / "nginx-lb-error.log"
+    )
 
 
 def haproxy_lb(workdir: Path, port: int, backends: list[int]) -> Launch:
@@ -71,7 +74,7 @@ backend backends
     path = workdir / "haproxy.cfg"
     path.write_text(config)
     # -db: stay in the foreground, so the process we started is the one serving.
-    return Launch(["haproxy", "-db", "-f", str(path)])
+    return Launch(["haproxy", "-db", "-f", str(path)], port)
 
 
 def kubeferry_lb(
@@ -91,7 +94,7 @@ def kubeferry_lb(
     name = "kubeferry-access" if access_log else "kubeferry"
     # JSON lines go to a real file, not /dev/null, so the run pays for the writes.
     stdout = workdir / f"{name}.jsonl"
-    return Launch(argv, env=env, stdout_path=stdout, log_path=workdir / f"{name}.stderr")
+    return Launch(argv, port, env=env, stdout_path=stdout, log_path=workdir / f"{name}.stderr")
 
 
 LaunchFactory = Callable[[Path, int, list[int]], Launch]
