@@ -311,6 +311,9 @@ class ControlPlane:
             f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
             f"--service-account-key-file={sa_key}",
             f"--service-account-signing-key-file={sa_key}",
+            # On SIGTERM, close open watches instead of waiting for them; otherwise a restart
+            # waits out the HTTP server shutdown timeout on the controller manager's watches.
+            "--shutdown-watch-termination-grace-period=5s",
             "--allow-privileged=true",
             "--v=1",
         ]
