@@ -1,0 +1,106 @@
+"""Header rewriting rules, pure."""
+
+from __future__ import annotations
+
+import re
+
+from multidict import CIMultiDict, CIMultiDictProxy
+
+from proxy.headers import (
+    connection_tokens,
+    downstream_response_headers,
+    request_id_for,
+    upstream_request_headers,
+)
+
+
+def _h(*pairs: tuple[str, str]) -> CIMultiDictProxy[str]:
+    return CIMultiDictProxy(CIMultiDict(pairs))
+
+
+def _up(headers: CIMultiDictProxy[str]) -> CIMultiDict[str]:
+    return upstream_request_headers(headers, client_ip="10.0.0.9", scheme="http", request_id="rid")
+
+
+def test_fixed_hop_by_hop_headers_are_dropped() -> None:
+    out = _up(
+        _h(
+            ("Host", "a"),
+            ("Connection", "keep-alive"),
+            ("Keep-Alive", "5"),
+            ("Proxy-Connection", "x"),
+            ("Proxy-Authorization", "x"),
+            ("TE", "trailers"),
+            ("Trailer", "X"),
+            ("Transfer-Encoding", "chunked"),
+            ("Upgrade", "h2c"),
+            ("X-Keep", "1"),
+        )
+    )
+    assert set(out) == {
+        "Host", "X-Keep", "X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host",
+        "X-Request-ID",
+    }  # fmt: skip
+
+
+def test_headers_named_in_connection_are_dropped_case_insensitively() -> None:
+    headers = _h(("Connection", "X-A, x-b"), ("Connection", "close"), ("x-a", "1"), ("X-B", "2"))
+    assert connection_tokens(headers) == {"x-a", "x-b", "close"}
+    assert "X-A" not in _up(headers) and "X-B" not in _up(headers)
+
+
+def test_x_forwarded_for_appends_to_every_earlier_value_in_order() -> None:
+    out = _up(_h(("X-Forwarded-For", "1.1.1.1"), ("X-Forwarded-For", "2.2.2.2, 3.3.3.3")))
+    assert out.getall("X-Forwarded-For") == ["1.1.1.1, 2.2.2.2, 3.3.3.3, 10.0.0.9"]
+
+
+def test_forwarded_proto_host_and_request_id_are_the_proxys_not_the_clients() -> None:
+    out = _up(
+        _h(
+            ("Host", "shop.test:8080"),
+            ("X-Forwarded-Proto", "https"),
+            ("X-Forwarded-Host", "evil"),
+            ("X-Request-ID", "client-sent"),
+        )
+    )
+    assert out.getall("X-Forwarded-Proto") == ["http"]
+    assert out.getall("X-Forwarded-Host") == ["shop.test:8080"]
+    assert out.getall("X-Request-ID") == ["rid"]
+    assert out["Host"] == "shop.test:8080"
+
+
+def test_repeated_end_to_end_headers_keep_order_and_multiplicity() -> None:
+    out = _up(_h(("Accept", "a"), ("Cookie", "x=1"), ("Accept", "b")))
+    assert out.getall("Accept") == ["a", "b"]
+
+
+def test_request_id_kept_when_sane_and_replaced_when_not() -> None:
+    assert request_id_for(_h(("X-Request-ID", "abc-1"))) == "abc-1"
+    for bad in ("x" * 200, "bad\nid", ""):
+        generated = request_id_for(_h(("X-Request-ID", bad)))
+        assert re.fullmatch(r"[0-9a-f]{32}", generated)
+    assert request_id_for(_h()) != request_id_for(_h())
+
+
+def test_response_headers_drop_hop_by_hop_and_keep_framing_and_encoding() -> None:
+    out = downstream_response_headers(
+        _h(
+            ("Content-Length", "10"),
+            ("Content-Encoding", "gzip"),
+            ("Transfer-Encoding", "chunked"),
+            ("Connection", "X-Secret"),
+            ("X-Secret", "s"),
+            ("Set-Cookie", "a=1"),
+            ("Set-Cookie", "b=2"),
+        ),
+        request_id="rid",
+    )
+    assert out["Content-Length"] == "10" and out["Content-Encoding"] == "gzip"
+    assert "Transfer-Encoding" not in out and "X-Secret" not in out
+    assert out.getall("Set-Cookie") == ["a=1", "b=2"]
+    assert out["X-Request-ID"] == "rid"
+
+
+def test_upstream_request_id_in_response_wins() -> None:
+    out = downstream_response_headers(_h(("X-Request-ID", "theirs")), request_id="ours")
+    assert out.getall("X-Request-ID") == ["theirs"]
