@@ -28,6 +28,12 @@ holds_all() {
 }
 
 if [[ -n "${KUBEBUILDER_ASSETS:-}" ]] && holds_all "$KUBEBUILDER_ASSETS"; then
+  # An explicit choice is respected, but a version other than the pin is worth a warning: it is
+  # often left over from another project's envtest setup.
+  found="$("$KUBEBUILDER_ASSETS/kube-apiserver" --version 2>/dev/null || true)"
+  if [[ "$found" != "Kubernetes $KUBERNETES_VERSION" ]]; then
+    log "warning: KUBEBUILDER_ASSETS holds '${found:-an unversioned kube-apiserver}', pinned is $KUBERNETES_VERSION"
+  fi
   log "using KUBEBUILDER_ASSETS=$KUBEBUILDER_ASSETS"
   printf '%s\n' "$KUBEBUILDER_ASSETS"
   exit 0
