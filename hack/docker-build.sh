@@ -57,8 +57,7 @@ ensure_engine() {
     # setsid: the daemon outlives this script and is not killed with its process group.
     setsid dockerd >"$logfile" 2>&1 </dev/null &
   fi
-  local i
-  for i in $(seq 1 60); do
+  for _ in $(seq 1 60); do
     docker info >/dev/null 2>&1 && return 0
     sleep 1
   done
@@ -73,18 +72,19 @@ ensure_local_base() {
     command -v debootstrap >/dev/null 2>&1 || apt_install debootstrap
     is_root || die "debootstrap needs root to make $local_base"
     mkdir -p "$cache"
-    local rootfs
+    local rootfs partial
     rootfs="$(mktemp -d "$cache/.rootfs.XXXXXX")"
-    # shellcheck disable=SC2064  # expand now: the trap must remove this run's directory
-    trap "rm -rf '$rootfs' '$tarball.tmp'" EXIT
+    partial="$(mktemp "$cache/.python-base.XXXXXX")"  # per run: concurrent runs never clash
+    # shellcheck disable=SC2064  # expand now: the trap must remove this run's files
+    trap "rm -rf '$rootfs' '$partial'" EXIT
     log "debootstrap bookworm (minbase + python3) from $mirror: about a minute"
     debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates \
       bookworm "$rootfs" "$mirror" >"$cache/debootstrap.log" 2>&1 \
       || die "debootstrap failed; see $cache/debootstrap.log"
     # Smaller image, and nothing from this host's apt state leaks in.
     rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
-    tar -C "$rootfs" --numeric-owner -cf "$tarball.tmp" .
-    mv -f "$tarball.tmp" "$tarball"
+    tar -C "$rootfs" --numeric-owner -cf "$partial" .
+    mv -f "$partial" "$tarball"
     rm -rf "$rootfs"
     trap - EXIT
   fi
