@@ -155,7 +155,8 @@ async def run_watches(
 class _Stream:
     """One list+watch stream: a kind in a scope.
 
-    Mutable state: `resource_version` (None: the next attempt lists first), `backoff`.
+    Mutable state: `resource_version` (None: the next attempt lists first), `backoff`,
+    `_streaming_since`, `_gone_before`.
     """
 
     def __init__(
@@ -191,6 +192,8 @@ class _Stream:
         )
         # When the current watch request started streaming; None outside a healthy watch.
         self._streaming_since: float | None = None
+        # Whether the last failure was a 410 (a second one in a row backs off).
+        self._gone_before = False
 
     def _fields(self, **more: Any) -> dict[str, Any]:
         return {"kind": self._kind, "scope": str(self._scope), **more}
@@ -212,12 +215,11 @@ class _Stream:
                 ):
                     self.backoff.reset()
                 self._streaming_since = None
-                # A 410 after a healthy stream is routine (compaction): relist at once.
-                if isinstance(exc, _Gone) and self.backoff.failures == 0:
-                    delay = 0.0
-                    self.backoff.failures = 1
-                else:
-                    delay = self.backoff.next_delay()
+                # A 410 is an answer from a reachable server and routine after compaction or
+                # an API server restart: relist at once. Two in a row back off like errors.
+                gone = isinstance(exc, _Gone)
+                delay = 0.0 if gone and not self._gone_before else self.backoff.next_delay()
+                self._gone_before = gone
                 self._metrics.watch_restart(kind=self._kind)
                 log.warning(
                     "watch of %s %s failed (%s), retrying in %.2fs: %s",
@@ -251,6 +253,7 @@ class _Stream:
             # it stopped. Nothing to back off from.
             self.backoff.reset()
             self._streaming_since = None
+            self._gone_before = False
             self._metrics.watch_restart(kind=self._kind)
             log.info(
                 "watch of %s %s ended by the server, rewatching",
@@ -455,6 +458,8 @@ def _reason(exc: BaseException) -> str:
         return "timeout"
     if isinstance(exc, aiohttp.ClientConnectionError | OSError):
         return "connection"
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return "connection_lost"  # the stream broke off mid-response
     return type(exc).__name__
 
 

@@ -205,8 +205,9 @@ def free_port() -> int:
 
 
 async def compact_etcd(etcd_url: str) -> int:
-    """Compact etcd's history up to its current revision (etcd's gRPC-gateway JSON API), so
-    any watch from an older resourceVersion that reaches etcd gets 410 Gone. Returns it."""
+    """Compact etcd's history up to its current revision, through etcd's gRPC-gateway JSON
+    API (`POST /v3/kv/compaction`), so a watch from an older resourceVersion that reaches etcd
+    gets 410 Gone. Returns the revision."""
     assert etcd_url.startswith("http://127.0.0.1:"), "etcd of the test control plane only"
     async with aiohttp.ClientSession() as session:
         key = base64.b64encode(b"/registry/").decode()
@@ -217,7 +218,7 @@ async def compact_etcd(etcd_url: str) -> int:
             answer: dict[str, Any] = await response.json()
         revision = int(answer["header"]["revision"])
         async with session.post(
-            f"{etcd_url}/v3/kv/compact", json={"revision": revision, "physical": True}
+            f"{etcd_url}/v3/kv/compaction", json={"revision": revision, "physical": True}
         ) as response:
             response.raise_for_status()
     return revision

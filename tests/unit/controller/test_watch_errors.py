@@ -178,3 +178,24 @@ async def start(
     harnesses.append(harness)
     harness.start(timing)
     return harness
+
+
+async def test_410s_in_a_row_back_off_after_the_first(
+    aiohttp_server: ServerFactory, harnesses: list[Harness]
+) -> None:
+    lists = 0
+
+    async def services(request: web.Request) -> web.StreamResponse:
+        nonlocal lists
+        if not is_watch(request):
+            lists += 1
+            return web.json_response(list_body([service("shop", "web")], str(lists)))
+        return web.json_response({"kind": "Status", "code": 410}, status=410)
+
+    harness = await start(aiohttp_server, harnesses, services)
+    await harness.until(lambda: harness.metrics.relists.count("Service") >= 6)
+    relisted, delays = harness.metrics.relists.count("Service"), list(harness.sleep.delays)
+    # The first 410 relists at once; every further one in a row waits a growing backoff.
+    assert len(delays) in (relisted - 2, relisted - 1)
+    caps = [min(30.0, 0.5 * 2**n) for n in range(len(delays))]
+    assert all(0 <= d <= c for d, c in zip(delays, caps, strict=True))
