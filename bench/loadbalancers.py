@@ -9,6 +9,7 @@ requests/s in the same run.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import shutil
 import subprocess
 import tempfile
@@ -19,7 +20,13 @@ from pathlib import Path
 from bench.backends import start_backends
 from bench.options import Options
 from bench.peers import Launch, haproxy_lb, kubeferry_lb, nginx_lb
-from bench.processes import BenchError, ProcessGroup, free_port, wait_http_ok
+from bench.processes import (
+    BenchError,
+    ProcessGroup,
+    free_port,
+    group_cpu_seconds,
+    wait_http_ok,
+)
 from bench.report import Row, Section, markdown_table, text_table
 from bench.wrk import WrkResult, run_wrk
 
@@ -85,7 +92,7 @@ def run(options: Options) -> Section:
                     )
                     try:
                         contender.runs.append(
-                            measure(processes, options, contender.url, warm_up=round_number == 0)
+                            measure(processes, options, contender, warm_up=round_number == 0)
                         )
                     except BenchError as error:
                         failed[contender.name] = f"{contender.name} failed:\n```\n{error}\n```"
@@ -127,22 +134,27 @@ def start(
     return _Contender(name, url, launch, process)
 
 
-def measure(processes: ProcessGroup, options: Options, url: str, *, warm_up: bool) -> WrkResult:
+def measure(
+    processes: ProcessGroup, options: Options, contender: _Contender, *, warm_up: bool
+) -> WrkResult:
     if warm_up and options.warmup_seconds:
         run_wrk(
             processes,
-            url,
+            contender.url,
             duration_seconds=options.warmup_seconds,
             connections=options.connections,
             threads=options.threads,
         )
-    return run_wrk(
+    cpu_before = group_cpu_seconds(contender.process)
+    result = run_wrk(
         processes,
-        url,
+        contender.url,
         duration_seconds=options.duration_seconds,
         connections=options.connections,
         threads=options.threads,
     )
+    cpu = group_cpu_seconds(contender.process) - cpu_before
+    return dataclasses.replace(result, server_cpu_seconds=cpu)
 
 
 def median_run(runs: list[WrkResult]) -> WrkResult:

@@ -27,6 +27,8 @@ class Section:
 
 
 def format_seconds(seconds: float) -> str:
+    if seconds < 1e-5:
+        return f"{seconds * 1e6:.1f} µs"
     if seconds < 1e-3:
         return f"{seconds * 1e6:.0f} µs"
     if seconds < 1.0:
@@ -34,7 +36,7 @@ def format_seconds(seconds: float) -> str:
     return f"{seconds:.2f} s"
 
 
-HEADERS = ("load balancer", "requests/s", "p50", "p99", "errors", "vs nginx")
+HEADERS = ("load balancer", "requests/s", "p50", "p99", "CPU/request", "errors", "vs nginx")
 
 
 def table_cells(rows: list[Row], baseline: float | None) -> list[tuple[str, ...]]:
@@ -42,7 +44,7 @@ def table_cells(rows: list[Row], baseline: float | None) -> list[tuple[str, ...]
     for row in rows:
         r = row.result
         if r is None:
-            cells.append((row.name, "-", "-", "-", "-", f"not run: {row.problem}"))
+            cells.append((row.name, "-", "-", "-", "-", "-", f"not run: {row.problem}"))
             continue
         ratio = f"{r.requests_per_second / baseline:.2f}x" if baseline else "-"
         cells.append(
@@ -51,6 +53,9 @@ def table_cells(rows: list[Row], baseline: float | None) -> list[tuple[str, ...]
                 f"{r.requests_per_second:,.0f}",
                 format_seconds(r.p50_seconds),
                 format_seconds(r.p99_seconds),
+                "-"
+                if r.cpu_per_request_seconds is None
+                else format_seconds(r.cpu_per_request_seconds),
                 str(r.errors),
                 ratio,
             )
@@ -61,7 +66,7 @@ def table_cells(rows: list[Row], baseline: float | None) -> list[tuple[str, ...]
 def markdown_table(rows: list[Row], baseline: float | None) -> str:
     lines = [
         "| " + " | ".join(HEADERS) + " |",
-        "|" + "|".join(("---", "---:", "---:", "---:", "---:", "---:")) + "|",
+        "|" + "|".join(("---", *("---:",) * (len(HEADERS) - 1))) + "|",
     ]
     lines += ["| " + " | ".join(cells) + " |" for cells in table_cells(rows, baseline)]
     return "\n".join(lines) + "\n"

@@ -27,10 +27,18 @@ class WrkResult:
     duration_seconds: float
     socket_errors: int = 0
     non_2xx: int = 0
+    # Filled in by the harness, not wrk: CPU seconds the load balancer used during the run.
+    server_cpu_seconds: float | None = None
 
     @property
     def errors(self) -> int:
         return self.socket_errors + self.non_2xx
+
+    @property
+    def cpu_per_request_seconds(self) -> float | None:
+        if self.server_cpu_seconds is None or not self.requests:
+            return None
+        return self.server_cpu_seconds / self.requests
 
 
 def parse_duration(number: str, unit: str) -> float:

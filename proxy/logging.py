@@ -82,16 +82,26 @@ class _BatchingStdoutHandler(_StdoutHandler):
         except Exception:
             self.handleError(record)
             return
-        self._pending.append(line)
-        if self._scheduled:
-            return
+        self.write_line(line)
+
+    def write_line(self, line: str) -> None:
+        """Queue one formatted line (AccessLog's fast path calls this directly)."""
+        self.acquire()
         try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
+            self._pending.append(line)
+            if self._scheduled:
+                return
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                loop = None
+            if loop is not None:
+                self._scheduled = True
+                loop.call_soon(self.flush)
+        finally:
+            self.release()
+        if loop is None:
             self.flush()
-            return
-        self._scheduled = True
-        loop.call_soon(self.flush)
 
     def flush(self) -> None:
         self.acquire()
@@ -130,7 +140,7 @@ class JsonLineFormatter(JsonFormatter):
         message_dict: dict[str, Any],
     ) -> None:
         attributes = record.__dict__
-        log_data["timestamp"] = self._timestamp(record.created)
+        log_data["timestamp"] = self.timestamp_text(record.created)
         log_data["level"] = record.levelname.lower()
         log_data["event"] = attributes.get("event") or "log"
         log_data["message"] = record.message
@@ -151,7 +161,8 @@ class JsonLineFormatter(JsonFormatter):
     def jsonify_log_record(self, log_data: dict[str, Any]) -> str:
         return self._encoder.encode(log_data)
 
-    def _timestamp(self, created: float) -> str:
+    def timestamp_text(self, created: float) -> str:
+        """RFC 3339 UTC with milliseconds: `2024-05-01T12:00:00.123Z`."""
         # The date-and-time part changes once a second; format it only then.
         # One tuple, swapped whole, so two handlers sharing this formatter from two threads
         # never pair one second's text with another second.
@@ -169,33 +180,40 @@ def _json_default(value: object) -> str:
     return str(value)
 
 
+# The access log's handler and formatter as configure_logging installed them; AccessLog writes
+# straight to them while they are still the logger's only handler (see AccessLog.log).
+_access_sink: tuple[_BatchingStdoutHandler, JsonLineFormatter] | None = None
+
+
 def configure_logging(settings: LogSettings) -> None:
     """Send all logging to stdout as JSON lines. Safe to call again: it replaces its own
     handlers rather than adding more."""
+    global _access_sink
     formatter = JsonLineFormatter()
     root = _logging.getLogger()
-    _install(root, formatter)
+    _install(root, _StdoutHandler(), formatter)
     root.setLevel(_LEVELS[settings.level])
 
     access = _logging.getLogger(ACCESS_LOGGER)
-    _install(access, formatter, batching=True)
+    access_handler = _BatchingStdoutHandler()
+    _install(access, access_handler, formatter)
     access.propagate = False
     # On/off and sampling are AccessLog's job; the root level must not silence it.
     access.setLevel(_logging.INFO)
+    _access_sink = (access_handler, formatter)
 
     # aiohttp's own access log would duplicate ours, in a different shape.
     _logging.getLogger("aiohttp.access").setLevel(_logging.WARNING)
 
 
 def _install(
-    logger: _logging.Logger, formatter: _logging.Formatter, *, batching: bool = False
+    logger: _logging.Logger, handler: _StdoutHandler, formatter: _logging.Formatter
 ) -> None:
     for old in list(logger.handlers):
         if getattr(old, "_kubeferry", False):
             logger.removeHandler(old)
             old.flush()
             old.close()
-    handler = _BatchingStdoutHandler() if batching else _StdoutHandler()
     handler.setFormatter(formatter)
     logger.addHandler(handler)
 
@@ -237,13 +255,13 @@ class AccessLog:
         logger = self._logger
         if logger.disabled or not logger.isEnabledFor(_logging.INFO):
             return
-        # A record built directly skips Logger.findCaller's stack walk and makeRecord's
-        # per-key checks; the formatter output is the same as logger.info(..., extra=...).
-        record = _logging.LogRecord(
-            ACCESS_LOGGER, _logging.INFO, "", 0, "%s %s %d", (method, path, status), None
-        )
-        fields: dict[str, object] = {
+        sink = _access_sink
+        line: dict[str, object] = {
+            "timestamp": sink[1].timestamp_text(time.time()) if sink else "",
+            "level": "info",
             "event": "access",
+            "message": f"{method} {path} {status}",
+            "logger": ACCESS_LOGGER,
             "method": method,
             "path": path,
             "status": status,
@@ -258,8 +276,25 @@ class AccessLog:
         if extra:
             for key, value in extra.items():
                 # A caller's field never replaces a key every line must have.
-                fields[f"extra_{key}" if key in _LEADING else key] = value
-        record.__dict__[_FIELDS] = fields
+                line[f"extra_{key}" if key in _LEADING else key] = value
+        handlers = logger.handlers
+        if sink is not None and len(handlers) == 1 and handlers[0] is sink[0]:
+            # Fast path, the normal case: the logger holds only the handler configure_logging
+            # gave it. The line is what JsonLineFormatter makes of a record; building it here
+            # skips the LogRecord and the handler/formatter call chain, which together cost
+            # as much again as the JSON encoding itself.
+            handler, formatter = sink
+            handler.write_line(formatter.jsonify_log_record(line))
+            return
+        # Any other logging setup: a real record through the logger, so its handlers and
+        # filters apply. Built directly, it skips Logger.findCaller's stack walk; the fields
+        # ride in one attribute that JsonLineFormatter unpacks.
+        record = _logging.LogRecord(
+            ACCESS_LOGGER, _logging.INFO, "", 0, "%s %s %d", (method, path, status), None
+        )
+        record.__dict__[_FIELDS] = {
+            key: value for key, value in line.items() if key not in _LEADING or key == "event"
+        }
         logger.handle(record)
 
 

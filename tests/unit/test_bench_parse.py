@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from bench.processes import BenchError
@@ -82,7 +84,7 @@ def test_garbage_is_refused() -> None:
 
 
 def test_markdown_table_ratios_against_nginx() -> None:
-    nginx = parse_wrk(CLEAN)
+    nginx = dataclasses.replace(parse_wrk(CLEAN), server_cpu_seconds=4.49)
     slower = parse_wrk(WITH_ERRORS)
     table = markdown_table(
         [Row("nginx", nginx), Row("kubeferry", slower), Row("haproxy", problem="not found")],
@@ -90,7 +92,10 @@ def test_markdown_table_ratios_against_nginx() -> None:
     )
 
     lines = table.splitlines()
-    assert lines[0] == "| load balancer | requests/s | p50 | p99 | errors | vs nginx |"
-    assert lines[2] == "| nginx | 56,122 | 528 µs | 1.33 ms | 0 | 1.00x |"
-    assert lines[3] == "| kubeferry | 3,477 | 6.91 ms | 1.01 s | 62 | 0.06x |"
-    assert lines[4] == "| haproxy | - | - | - | - | not run: not found |"
+    assert lines[0] == (
+        "| load balancer | requests/s | p50 | p99 | CPU/request | errors | vs nginx |"
+    )
+    assert lines[1] == "|---|---:|---:|---:|---:|---:|---:|"
+    assert lines[2] == "| nginx | 56,122 | 528 µs | 1.33 ms | 8.0 µs | 0 | 1.00x |"
+    assert lines[3] == "| kubeferry | 3,477 | 6.91 ms | 1.01 s | - | 62 | 0.06x |"
+    assert lines[4] == "| haproxy | - | - | - | - | - | not run: not found |"

@@ -4,6 +4,7 @@ health transition line. Output is captured from stdout and parsed line by line."
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import logging
 import random
@@ -233,3 +234,26 @@ def test_reconfiguring_flushes_pending_access_lines(capsys: pytest.CaptureFixtur
     asyncio.run(log_without_yielding())
 
     assert [line["event"] for line in lines(capsys)] == ["access"]
+
+
+def test_access_line_is_the_same_through_any_handler(capsys: pytest.CaptureFixture[str]) -> None:
+    """The usual setup writes access lines without a LogRecord; another handler on the access
+    logger gets real records instead. Both must produce the same line."""
+    configure_logging(LogSettings())
+    log = AccessLog(LogSettings())
+    access(log, route="web", message="shadow")
+    (fast,) = lines(capsys)
+
+    extra_handler = logging.StreamHandler(io.StringIO())
+    logging.getLogger(ACCESS_LOGGER).addHandler(extra_handler)
+    try:
+        access(log, route="web", message="shadow")
+    finally:
+        logging.getLogger(ACCESS_LOGGER).removeHandler(extra_handler)
+    (slow,) = lines(capsys)
+
+    assert extra_handler.stream.getvalue() == "GET /items?id=1 200\n"  # it got a real record
+    assert RFC3339_UTC.match(slow["timestamp"])
+    del fast["timestamp"], slow["timestamp"]
+    assert list(fast.items()) == list(slow.items())
+    assert fast["extra_message"] == "shadow"
