@@ -4,9 +4,11 @@ Every line carries `timestamp` (RFC 3339, UTC), `level`, `event`, `message` and 
 whatever the caller passed in `extra=`. Callers name what happened with `extra={"event": ...}`;
 lines without one get `event: "log"`.
 
-The access log has its own logger (`kubeferry.access`) with its own handler and
-`propagate=False`: it runs once per request, so it skips the root logger's handler walk and the
-stack inspection `Logger.info` does, and the access switch does not depend on the root level.
+The access log runs once per request, so it is built for cost: its own logger
+(`kubeferry.access`, `propagate=False`, independent of the root level) and its own handler,
+which writes the lines of one event-loop iteration in one system call. While that handler is
+the logger's only one, AccessLog builds the line itself and skips the LogRecord; any other
+setup gets real records. Sampling and the on/off switch are decided before anything is built.
 """
 
 from __future__ import annotations
