@@ -73,7 +73,8 @@ class Result:
     first_sync_seconds: float
     delays: tuple[float, ...]
     missed: int
-    in_process_mean_seconds: float | None
+    in_process: InProcess | None
+    load_average: tuple[float, float]  # 1-min load average before / after the changes
     rss_bytes: int
     peak_rss_bytes: int
     idle_cpu_share: float
@@ -169,8 +170,10 @@ def run_controller(
         )
         first_sync = first[0] - started
         print(f"controller: first full sync after {first_sync:.2f} s", flush=True)
+        load_before = os.getloadavg()[0]
         delays, missed = asyncio.run(change_slices(kubeconfig, plan, lines, process))
-        in_process = in_process_mean(admin_port)
+        load_after = os.getloadavg()[0]
+        in_process = in_process_delays(admin_port)
         rss, peak = memory(process.pid)
         time.sleep(2.0)  # let the last change settle before the quiet window
         cpu = idle_cpu(process.pid, plan.idle_seconds)
@@ -187,7 +190,8 @@ def run_controller(
         first_sync_seconds=first_sync,
         delays=tuple(delays),
         missed=missed,
-        in_process_mean_seconds=in_process,
+        in_process=in_process,
+        load_average=(load_before, load_after),
         rss_bytes=rss,
         peak_rss_bytes=peak,
         idle_cpu_share=cpu,
@@ -394,23 +398,42 @@ class LineReader:
         self._thread.join(timeout=5)
 
 
-def in_process_mean(admin_port: int) -> float | None:
-    """Mean of kubeferry_controller_change_to_pool_seconds from the child's /metrics."""
+@dataclass(frozen=True, slots=True)
+class InProcess:
+    """The controller's own kubeferry_controller_change_to_pool_seconds histogram: from the
+    cache noticing a change to the pool holding it. Percentiles are bucket upper bounds."""
+
+    count: int
+    mean_seconds: float
+    p50_bound_seconds: float
+    p99_bound_seconds: float
+
+
+def in_process_delays(admin_port: int) -> InProcess | None:
     url = f"http://127.0.0.1:{admin_port}/metrics"
     try:
         with _opener.open(url, timeout=5) as response:
             text = response.read().decode()
     except OSError:
         return None
-    total = count = None
+    name = "kubeferry_controller_change_to_pool_seconds"
+    buckets: list[tuple[float, float]] = []
+    total = count = 0.0
     for line in text.splitlines():
-        if line.startswith("kubeferry_controller_change_to_pool_seconds_sum"):
+        if line.startswith(f"{name}_bucket"):
+            le = line.split('le="', 1)[1].split('"', 1)[0]
+            buckets.append((float(le), float(line.split()[-1])))
+        elif line.startswith(f"{name}_sum"):
             total = float(line.split()[-1])
-        elif line.startswith("kubeferry_controller_change_to_pool_seconds_count"):
+        elif line.startswith(f"{name}_count"):
             count = float(line.split()[-1])
-    if not total or not count:
+    if not count:
         return None
-    return total / count
+
+    def bound(q: float) -> float:
+        return next(le for le, cumulative in sorted(buckets) if cumulative >= q * count)
+
+    return InProcess(int(count), total / count, bound(0.5), bound(0.99))
 
 
 def memory(pid: int) -> tuple[int, int]:
@@ -461,9 +484,11 @@ def section(result: Result, plan: Plan) -> Section:
         failures.append(f"RSS {result.rss_bytes / 2**20:.0f} MiB (target < 250 MiB)")
     if result.idle_cpu_share >= TARGET_IDLE_CPU:
         failures.append(f"idle CPU {result.idle_cpu_share:.1%} of a core (target near zero)")
+    own = result.in_process
     in_process = (
-        format_seconds(result.in_process_mean_seconds)
-        if result.in_process_mean_seconds is not None
+        f"mean {format_seconds(own.mean_seconds)}, p50 <= {format_seconds(own.p50_bound_seconds)}"
+        f", p99 <= {format_seconds(own.p99_bound_seconds)} ({own.count} pushes)"
+        if own is not None
         else "n/a"
     )
     rows = [
@@ -474,13 +499,17 @@ def section(result: Result, plan: Plan) -> Section:
         ("change-to-pool p99", format_seconds(p99)),
         ("change-to-pool max", format_seconds(max(delays)) if delays else "-"),
         ("changes measured / missed", f"{len(delays)} / {result.missed}"),
-        ("in-process mean (cache noticed to pool)", in_process),
+        ("in process (cache noticed to pool, histogram)", in_process),
         ("RSS after the changes", f"{result.rss_bytes / 2**20:.0f} MiB"),
         ("peak RSS (VmHWM)", f"{result.peak_rss_bytes / 2**20:.0f} MiB"),
         (f"idle CPU over {result.idle_seconds:.0f} s", f"{result.idle_cpu_share:.2%} of a core"),
+        (
+            "machine load (1-min average, before / after the changes)",
+            f"{result.load_average[0]:.1f} / {result.load_average[1]:.1f} on {os.cpu_count()} CPUs",
+        ),
     ]
     table = ["| measure | value |", "|---|---:|", *(f"| {k} | {v} |" for k, v in rows)]
-    text = "\n".join(f"  {k:<46} {v}" for k, v in rows)
+    text = "\n".join(f"  {k:<58} {v}" for k, v in rows)
     print("\ncontroller\n" + text, flush=True)
     markdown = (
         "## Controller\n\n"
