@@ -28,7 +28,7 @@ from proxy.errors import NO_HEALTHY_BACKENDS, NO_ROUTE, Failure, classify, error
 from proxy.headers import downstream_response_headers, request_id_for, upstream_request_headers
 from proxy.model import Endpoint, HashOn
 from proxy.pool import Pool
-from proxy.relay import relay_response
+from proxy.relay import RelayedResponse, relay_response
 from proxy.retry_budget import RetryBudget
 from proxy.routing import Router
 from proxy.settings import Settings
@@ -327,7 +327,7 @@ class Forwarder:
     ) -> web.StreamResponse:
         outcome.status = upstream_response.status
         headers = downstream_response_headers(upstream_response.headers, request_id=request_id)
-        response = web.StreamResponse(
+        response = RelayedResponse(
             status=upstream_response.status, reason=upstream_response.reason, headers=headers
         )
         result = await relay_response(request, upstream_response, response)

@@ -21,6 +21,14 @@ from aiohttp import web
 UPSTREAM_READ_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError)
 
 
+class RelayedResponse(web.StreamResponse):
+    """A StreamResponse whose head waits for the first body write, so a small answer goes out
+    in one system call instead of two or three. `relay_response` flushes the head on its own
+    whenever the upstream has nothing more to give yet, so a slow body never delays it."""
+
+    _send_headers_immediately = False
+
+
 @dataclass(frozen=True, slots=True)
 class RelayResult:
     bytes_sent: int
@@ -44,13 +52,23 @@ async def relay_response(
         content = upstream_response.content
         while True:
             try:
-                chunk = await content.readany()
+                # What already arrived goes out without a wait; only when nothing is buffered
+                # does the (possibly still buffered) head go out before waiting for more.
+                chunk = content.read_nowait()
+                if not chunk and not content.at_eof():
+                    await response.write(b"")
+                    chunk = await content.readany()
             except UPSTREAM_READ_ERRORS as exc:
                 _abort(request)
                 return RelayResult(sent, upstream_error=f"upstream broke mid-response: {exc!r}")
-            if not chunk:
-                break
+            except ConnectionError as exc:
+                return RelayResult(sent, client_error=f"client went away: {exc}")
             try:
+                if content.at_eof():
+                    # The last piece: head (if still held), body and end in one write.
+                    await response.write_eof(chunk)
+                    sent += len(chunk)
+                    break
                 await response.write(chunk)
             except ConnectionError as exc:
                 return RelayResult(sent, client_error=f"client went away: {exc}")
