@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 import shutil
 import subprocess
 import tempfile
@@ -67,6 +68,7 @@ class _Contender:
 
 
 def run(options: Options) -> Section:
+    load_before = os.getloadavg()[0]
     workdir = Path(tempfile.mkdtemp(prefix="kubeferry-bench-"))
     try:
         with ProcessGroup() as processes, contextlib.ExitStack() as files:
@@ -105,6 +107,10 @@ def run(options: Options) -> Section:
             print(f"kept configs and logs in {workdir}")
         else:
             shutil.rmtree(workdir, ignore_errors=True)
+    notes.append(
+        f"Machine load average (1 min): {load_before:.2f} before, {os.getloadavg()[0]:.2f} "
+        f"after, on {os.cpu_count()} CPUs; other work on the machine lowers every row."
+    )
     return summarize(options, rows, notes)
 
 
