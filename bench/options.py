@@ -8,6 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_RESULTS = Path(__file__).resolve().parent / "results" / "latest.md"
+# The checkout's own CLI, wherever the harness is started from; else whatever is on PATH.
+_VENV_KUBEFERRY = Path(__file__).resolve().parent.parent / ".venv" / "bin" / "kubeferry"
+DEFAULT_KUBEFERRY = _VENV_KUBEFERRY if _VENV_KUBEFERRY.exists() else Path("kubeferry")
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,7 +27,7 @@ class Options:
     quick: bool = False
     results_path: Path = DEFAULT_RESULTS
     keep_temp: bool = False
-    kubeferry: Path = Path(".venv/bin/kubeferry")
+    kubeferry: Path = DEFAULT_KUBEFERRY
 
 
 def parse_options(argv: Sequence[str] | None = None) -> Options:
@@ -51,9 +54,7 @@ def parse_options(argv: Sequence[str] | None = None) -> Options:
     )
     parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="Markdown output")
     parser.add_argument("--keep-temp", action="store_true", help="keep configs and logs")
-    parser.add_argument(
-        "--kubeferry", type=Path, default=Path(".venv/bin/kubeferry"), help="the CLI to run"
-    )
+    parser.add_argument("--kubeferry", type=Path, default=DEFAULT_KUBEFERRY, help="the CLI to run")
     args = parser.parse_args(argv)
     for name in ("duration", "warmup", "rounds", "connections", "threads"):
         value = getattr(args, name)
