@@ -249,6 +249,12 @@ class _Stream:
             await self.list_all()
         while True:
             await self.watch_once()
+            lasted = self._clock() - (self._streaming_since or 0.0)
+            if lasted < self._timing.backoff_reset_after_seconds:
+                # A clean end long before timeoutSeconds (an API server shutting down, a proxy
+                # in between): back off, or a server that ends every watch at once would have
+                # us rewatching in a hot loop.
+                raise WatchError("ended_early", f"the server ended the watch after {lasted:.1f}s")
             # The server ended the request at its timeout: a healthy watch, go on from where
             # it stopped. Nothing to back off from.
             self.backoff.reset()

@@ -5,6 +5,7 @@ selectors of a sidecar scope and list pagination."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -82,12 +83,18 @@ async def test_lists_then_watches_from_the_list_version_and_follows_bookmarks(
             return web.json_response(list_body([service("shop", "web", "9")], "10"))
         watches.append(dict(request.query))
         if len(watches) == 1:
-            return await stream(
-                request, event("ADDED", service("shop", "api", "11")), bookmark("15")
-            )
+            response = web.StreamResponse()
+            await response.prepare(request)
+            await response.write(event("ADDED", service("shop", "api", "11")))
+            await response.write(bookmark("15"))
+            await asyncio.sleep(0.3)  # then the server's timeoutSeconds runs out
+            await response.write_eof()
+            return response
         return await hang(request)
 
-    harness = await start(aiohttp_server, harnesses, services)
+    # A watch that streamed longer than this ended normally (not "early").
+    timing = dataclasses.replace(FAST, backoff_reset_after_seconds=0.2)
+    harness = await start(aiohttp_server, harnesses, services, timing=timing)
     await harness.until(lambda: len(watches) == 2)
 
     assert repr(harness.cache) == "<Cache 2 services, 0 slices, synced>"
@@ -258,3 +265,25 @@ async def test_a_list_follows_continue_tokens_and_applies_all_pages_at_once(
     assert [p.get("continue") for p in pages] == [None, "page-2"]
     assert all(p["limit"] == str(FAST.list_page_size) for p in pages)
     assert set(harness.cache.services()) == {("shop", "a"), ("shop", "b")}
+
+
+async def test_a_server_that_ends_every_watch_at_once_is_backed_off(
+    aiohttp_server: ServerFactory, harnesses: list[Harness], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "kubeferry.controller.watch")
+    watches: list[str] = []
+
+    async def services(request: web.Request) -> web.StreamResponse:
+        if not is_watch(request):
+            return web.json_response(list_body([], "10"))
+        watches.append(request.query["resourceVersion"])
+        return await stream(request)  # 200, then EOF at once
+
+    harness = await start(aiohttp_server, harnesses, services)
+    await harness.until(lambda: len(harness.sleep.delays) >= 5)
+    assert set(watches) == {"10"}
+    restarts = [r for r in watch_events(caplog, "watch_restart") if r["kind"] == "Service"]
+    assert {r["reason"] for r in restarts} == {"ended_early"}
+    # Every early end waits a backoff drawn from a growing cap: no hot loop.
+    delays = [r["delay_seconds"] for r in restarts[:5]]
+    assert all(0 <= d <= min(30.0, 0.5 * 2**n) for n, d in enumerate(delays))
