@@ -65,8 +65,8 @@ async def test_restart_apiserver_leaves_the_fixture_usable(
         before.metadata.uid,
         before.metadata.resource_version,
     )
-    # The controller manager's watches resumed: a change made after the restart reaches the slice,
-    # for the existing Service and for a new pod.
+    # The controllers work again: a change made after the restart reaches the existing Service's
+    # slice, and so does a new pod.
     await stand_in_pods.set_ready(first, False)
     second = await stand_in_pods.create(kube_namespace, "steady-1", {"app": "steady"})
 
