@@ -36,6 +36,7 @@ from proxy.readiness import Readiness
 from proxy.retry_budget import RetryBudget
 from proxy.routing import Router
 from proxy.settings import Settings
+from proxy.upstream import UpstreamClient
 
 log = logging.getLogger("kubeferry.app")
 
@@ -55,9 +56,21 @@ class Listener:
     router: Router
 
 
+def upstream_client(settings: Settings) -> UpstreamClient:
+    """The client for proxied requests: pooled keep-alive connections, the timeouts of
+    `settings.timeouts`."""
+    timeouts = settings.timeouts
+    return UpstreamClient(
+        connect_timeout_seconds=timeouts.connect_seconds,
+        idle_timeout_seconds=timeouts.upstream_idle_seconds,
+        keepalive_seconds=timeouts.upstream_keepalive_seconds,
+        total_timeout_seconds=timeouts.total_seconds,
+    )
+
+
 def upstream_session(settings: Settings) -> aiohttp.ClientSession:
-    """The one client for all upstream traffic: pooled keep-alive connections, no cookies, no
-    decompression, no automatic headers, no redirects followed, no hidden retries."""
+    """The aiohttp client for WebSocket upgrades: pooled keep-alive connections, no cookies,
+    no decompression, no automatic headers, no redirects followed, no hidden retries."""
     timeouts = settings.timeouts
     session = aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(
@@ -102,6 +115,7 @@ class DataPlane:
         self.ports: tuple[int, ...] = ()  # bound proxy ports, in listener order
         self.admin_port: int | None = None
         self._session: aiohttp.ClientSession | None = None
+        self._client: UpstreamClient | None = None
         self._runners: list[web.BaseRunner] = []
         self._admin_runner: web.AppRunner | None = None
         self._stop = asyncio.Event()
@@ -178,6 +192,7 @@ class DataPlane:
         the bound port numbers."""
         settings = self.settings
         self._session = upstream_session(settings)
+        self._client = upstream_client(settings)
         if settings.admin_port:
             admin = build_admin_app(pool=self.pool, metrics=self.metrics, readiness=self.readiness)
             self._admin_runner = web.AppRunner(admin, access_log=None, handle_signals=False)
@@ -211,13 +226,14 @@ class DataPlane:
         )
 
     def _server(self, router: Router) -> GuardedServer:
-        assert self._session is not None
+        assert self._session is not None and self._client is not None
         settings = self.settings
         forwarder = Forwarder(
             settings=settings,
             router=router,
             pool=self.pool,
             session=self._session,
+            client=self._client,
             budget=self.budget,
             metrics=self.metrics,
             access_log=AccessLog(settings.log),
@@ -262,6 +278,9 @@ class DataPlane:
         if self._admin_runner is not None:
             runner, self._admin_runner = self._admin_runner, None
             await runner.cleanup()
+        if self._client is not None:
+            client, self._client = self._client, None
+            await client.close()
         if self._session is not None:
             session, self._session = self._session, None
             await session.close()

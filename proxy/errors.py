@@ -14,6 +14,8 @@ from http import HTTPStatus
 import aiohttp
 from aiohttp import web
 
+from proxy import upstream
+
 NO_HEALTHY_BACKENDS = "No healthy backends available"
 NO_ROUTE = "No route"
 
@@ -49,6 +51,9 @@ class Failure:
     status: int
     nothing_sent: bool
     reason: str
+    # False when the failure says nothing about the backend's health (a keep-alive race):
+    # the endpoint then stays in rotation.
+    backend_fault: bool = True
 
     def retryable(self, *, idempotent: bool, replayable: bool) -> bool:
         if self.status == 504:
@@ -57,13 +62,30 @@ class Failure:
 
 
 def classify(exc: BaseException) -> Failure:
-    """Map a client-library exception raised before the response head arrived."""
+    """Map a client exception (proxy.upstream's, or aiohttp's for WebSockets) raised before
+    the response head arrived."""
+    if isinstance(exc, upstream.UpstreamError):
+        return _classify_upstream(exc)
     if isinstance(exc, aiohttp.ClientConnectorError):
         return Failure("connect", 502, True, f"connect failed: {exc.os_error}")
     if isinstance(exc, aiohttp.ConnectionTimeoutError):
         return Failure("connect_timeout", 502, True, "connect timed out")
     if isinstance(exc, asyncio.TimeoutError):  # sock_read idle or the total timeout
         return Failure("timeout", 504, False, "upstream timed out")
+    return Failure("reset", 502, False, f"no response: {_brief(exc)}")
+
+
+def _classify_upstream(exc: upstream.UpstreamError) -> Failure:
+    if isinstance(exc, upstream.ConnectFailed):
+        return Failure("connect", 502, True, str(exc))
+    if isinstance(exc, upstream.ConnectTimeout):
+        return Failure("connect_timeout", 502, True, "connect timed out")
+    if isinstance(exc, upstream.UpstreamTimeout):
+        return Failure("timeout", 504, False, f"upstream timed out: {exc}")
+    if isinstance(exc, upstream.StaleConnection):
+        # The backend closed an idle connection as the request went out: it is alive, so
+        # this must not take it out of rotation (see Failure.backend_fault).
+        return Failure("stale", 502, False, f"no response: {exc}", backend_fault=False)
     return Failure("reset", 502, False, f"no response: {_brief(exc)}")
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterable
 from typing import Protocol
 
 import aiohttp
@@ -25,13 +26,19 @@ from proxy import websocket
 from proxy.admission import refusal
 from proxy.body import StreamedBody
 from proxy.errors import NO_HEALTHY_BACKENDS, NO_ROUTE, Failure, classify, error_response
-from proxy.headers import downstream_response_headers, request_id_for, upstream_request_headers
+from proxy.headers import (
+    downstream_headers_from_raw,
+    request_id_for,
+    upstream_request_head,
+    upstream_request_headers,
+)
 from proxy.model import Endpoint, HashOn
 from proxy.pool import Pool
 from proxy.relay import RelayedResponse, relay_response
 from proxy.retry_budget import RetryBudget
 from proxy.routing import Router
 from proxy.settings import Settings
+from proxy.upstream import UpstreamError, UpstreamResponse
 
 log = logging.getLogger("kubeferry.forwarding")
 
@@ -49,6 +56,21 @@ class RequestMetrics(Protocol):
     def retry(self, *, upstream: str) -> None: ...
 
     def upstream_error(self, *, upstream: str, backend: str, kind: str) -> None: ...
+
+
+class UpstreamSender(Protocol):
+    """Sends one attempt to one endpoint (proxy.upstream.UpstreamClient implements it)."""
+
+    async def send(
+        self,
+        endpoint: Endpoint,
+        head: bytes,
+        body: bytes | AsyncIterable[bytes] | None = None,
+        *,
+        chunked: bool = False,
+        head_only: bool = False,
+        retry_stale: bool = False,
+    ) -> UpstreamResponse: ...
 
 
 class AccessSink(Protocol):
@@ -100,6 +122,7 @@ class Forwarder:
     __slots__ = (
         "_access",
         "_budget",
+        "_client",
         "_max_body",
         "_max_retries",
         "_metrics",
@@ -117,13 +140,15 @@ class Forwarder:
         router: Router,
         pool: Pool,
         session: aiohttp.ClientSession,
+        client: UpstreamSender,
         budget: RetryBudget,
         metrics: RequestMetrics,
         access_log: AccessSink,
     ) -> None:
         self._router = router
         self._pool = pool
-        self._session = session
+        self._session = session  # WebSocket upgrades only
+        self._client = client
         self._budget = budget
         self._metrics = metrics
         self._access = access_log
@@ -194,10 +219,10 @@ class Forwarder:
             return error_response(503, NO_HEALTHY_BACKENDS, request_id=request_id)
         hash_key = hash_key_for(request, spec.hash_on) if spec.hash_on is not None else None
 
-        out_headers = upstream_request_headers(
-            headers, client_ip=request.remote or "", scheme="http", request_id=request_id
-        )
         if websocket.is_websocket_upgrade(request):
+            out_headers = upstream_request_headers(
+                headers, client_ip=request.remote or "", scheme="http", request_id=request_id
+            )
             return await self._websocket(request, upstream, hash_key, out_headers, outcome)
 
         held: bytes | None = None
@@ -212,7 +237,7 @@ class Forwarder:
             else:
                 streamed = StreamedBody(request.content, limit=self._max_body)
         return await self._attempts(
-            request, upstream, hash_key, out_headers, held, streamed, outcome, request_id
+            request, upstream, hash_key, held, streamed, outcome, request_id
         )
 
     async def _attempts(
@@ -220,7 +245,6 @@ class Forwarder:
         request: web.BaseRequest,
         upstream: str,
         hash_key: str | None,
-        out_headers: CIMultiDict[str],
         held: bytes | None,
         streamed: StreamedBody | None,
         outcome: Outcome,
@@ -229,6 +253,9 @@ class Forwarder:
         pool = self._pool
         method = request.method
         idempotent = method in IDEMPOTENT_METHODS
+        # A chunked client body is relayed chunked; one with a Content-Length keeps it.
+        chunked = streamed is not None and request.content_length is None
+        head_only = method == "HEAD"
         tried: list[str] = []
         holding_retry = False
         failure: Failure | None = None
@@ -238,18 +265,30 @@ class Forwarder:
                 if endpoint is None:
                     break
                 outcome.backend = endpoint.key
-                url = URL(endpoint.base_url + request.raw_path, encoded=True)
+                head = upstream_request_head(
+                    method,
+                    request.raw_path,
+                    request.headers,
+                    client_ip=request.remote or "",
+                    scheme="http",
+                    request_id=request_id,
+                    default_host=endpoint.key,
+                    chunked=chunked,
+                )
                 pool.acquire(endpoint)
                 try:
                     try:
-                        upstream_response = await self._session.request(
-                            method,
-                            url,
-                            headers=out_headers,
-                            data=streamed.chunks() if streamed is not None else held,
-                            allow_redirects=False,
+                        upstream_response = await self._client.send(
+                            endpoint,
+                            head,
+                            streamed.chunks() if streamed is not None else held,
+                            chunked=chunked,
+                            head_only=head_only,
+                            # Safe to send again only when the backend cannot have acted on
+                            # it twice and the body can be sent again.
+                            retry_stale=idempotent and streamed is None,
                         )
-                    except (TimeoutError, aiohttp.ClientError) as exc:
+                    except UpstreamError as exc:
                         failure = classify(exc)
                     else:
                         pool.report_status(upstream, endpoint, upstream_response.status)
@@ -288,7 +327,8 @@ class Forwarder:
         self, upstream: str, endpoint: Endpoint, failure: Failure, outcome: Outcome
     ) -> None:
         """Take the endpoint out of rotation now, before its next active check."""
-        self._pool.report_failure(upstream, endpoint, failure.reason)
+        if failure.backend_fault:
+            self._pool.report_failure(upstream, endpoint, failure.reason)
         self._metrics.upstream_error(upstream=upstream, backend=endpoint.key, kind=failure.kind)
         outcome.error = failure.reason
         log.warning(
@@ -319,14 +359,14 @@ class Forwarder:
     async def _relay(
         self,
         request: web.BaseRequest,
-        upstream_response: aiohttp.ClientResponse,
+        upstream_response: UpstreamResponse,
         upstream: str,
         endpoint: Endpoint,
         outcome: Outcome,
         request_id: str,
     ) -> web.StreamResponse:
         outcome.status = upstream_response.status
-        headers = downstream_response_headers(upstream_response.headers, request_id=request_id)
+        headers = downstream_headers_from_raw(upstream_response.headers, request_id=request_id)
         response = RelayedResponse(
             status=upstream_response.status, reason=upstream_response.reason, headers=headers
         )

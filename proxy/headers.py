@@ -62,6 +62,31 @@ def request_id_for(headers: MultiMapping[str]) -> str:
     return f"{_ids.getrandbits(128):032x}"
 
 
+def _forwarded_fields(
+    headers: MultiMapping[str], *, client_ip: str, scheme: str, request_id: str
+) -> list[tuple[str, str]]:
+    drop = _dropped(headers)
+    out: list[tuple[str, str]] = []
+    forwarded_for: str | None = None
+    host: str | None = None
+    for name, value in headers.items():
+        lower = name.lower()
+        if lower in drop or lower in _SET_BY_PROXY:
+            continue
+        if lower == "x-forwarded-for":
+            forwarded_for = value if forwarded_for is None else f"{forwarded_for}, {value}"
+            continue
+        if lower == "host" and host is None:
+            host = value
+        out.append((name, value))
+    out.append(("X-Forwarded-For", f"{forwarded_for}, {client_ip}" if forwarded_for else client_ip))
+    out.append(("X-Forwarded-Proto", scheme))
+    if host is not None:
+        out.append(("X-Forwarded-Host", host))
+    out.append((REQUEST_ID, request_id))
+    return out
+
+
 def upstream_request_headers(
     headers: MultiMapping[str], *, client_ip: str, scheme: str, request_id: str
 ) -> CIMultiDict[str]:
@@ -71,24 +96,41 @@ def upstream_request_headers(
     `X-Forwarded-For` keeps what earlier proxies wrote (all fields, in order) and appends the
     address this proxy saw.
     """
-    drop = _dropped(headers)
-    out: CIMultiDict[str] = CIMultiDict()
-    forwarded_for: str | None = None
-    for name, value in headers.items():
-        lower = name.lower()
-        if lower in drop or lower in _SET_BY_PROXY:
-            continue
-        if lower == "x-forwarded-for":
-            forwarded_for = value if forwarded_for is None else f"{forwarded_for}, {value}"
-            continue
-        out.add(name, value)
-    out["X-Forwarded-For"] = f"{forwarded_for}, {client_ip}" if forwarded_for else client_ip
-    out["X-Forwarded-Proto"] = scheme
-    host = headers.get("Host")
-    if host is not None:
-        out["X-Forwarded-Host"] = host
-    out[REQUEST_ID] = request_id
-    return out
+    return CIMultiDict(
+        _forwarded_fields(headers, client_ip=client_ip, scheme=scheme, request_id=request_id)
+    )
+
+
+def upstream_request_head(
+    method: str,
+    target: str,
+    headers: MultiMapping[str],
+    *,
+    client_ip: str,
+    scheme: str,
+    request_id: str,
+    default_host: str,
+    chunked: bool,
+) -> bytes:
+    """The request line and headers for the upstream, as bytes ready to write: the fields of
+    `upstream_request_headers`, `Host: default_host` if the client sent none (HTTP/1.0), and
+    `Transfer-Encoding: chunked` when the body is relayed in chunks."""
+    fields = _forwarded_fields(headers, client_ip=client_ip, scheme=scheme, request_id=request_id)
+    lines = [f"{method} {target} HTTP/1.1"]
+    lines += [f"{name}: {value}" for name, value in fields]
+    if "Host" not in headers:
+        lines.append(f"Host: {default_host}")
+    if chunked:
+        lines.append("Transfer-Encoding: chunked")
+    lines += ("", "")
+    text = "\r\n".join(lines)
+    # A CR or LF inside a field would start a header (or a request) of the sender's choosing.
+    # The server's parser already refuses them; counting line breaks makes sure, in one pass.
+    breaks = len(lines) - 1
+    if text.count("\n") != breaks or text.count("\r") != breaks:
+        raise ValueError("line break inside a request header field")
+    # The server decoded the head as UTF-8 with surrogateescape: this restores the exact bytes.
+    return text.encode("utf-8", "surrogateescape")
 
 
 def downstream_response_headers(headers: MultiMapping[str], *, request_id: str) -> CIMultiDict[str]:
@@ -100,6 +142,28 @@ def downstream_response_headers(headers: MultiMapping[str], *, request_id: str) 
     for name, value in headers.items():
         if name.lower() not in drop:
             out.add(name, value)
+    if REQUEST_ID not in out:
+        out[REQUEST_ID] = request_id
+    return out
+
+
+_HOP_BY_HOP_BYTES = frozenset(name.encode() for name in HOP_BY_HOP)
+
+
+def downstream_headers_from_raw(
+    raw: list[tuple[bytes, bytes]], *, request_id: str
+) -> CIMultiDict[str]:
+    """`downstream_response_headers` for a head as received: (name, value) byte pairs."""
+    out: CIMultiDict[str] = CIMultiDict()
+    nominated: list[str] = []
+    for name, value in raw:
+        if name.lower() in _HOP_BY_HOP_BYTES:
+            if name.lower() == b"connection":
+                nominated += value.decode("latin-1").split(",")
+            continue
+        out.add(name.decode("utf-8", "surrogateescape"), value.decode("utf-8", "surrogateescape"))
+    for token in nominated:
+        out.popall(token.strip(), None)
     if REQUEST_ID not in out:
         out[REQUEST_ID] = request_id
     return out

@@ -11,14 +11,27 @@ instead of a body that silently ends early (or with garbage appended).
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
+from typing import Protocol
 
-import aiohttp
 from aiohttp import web
 
-# What reading an upstream body raises when the upstream breaks or stalls mid-body.
-UPSTREAM_READ_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError)
+from proxy.upstream import UpstreamError
+
+
+class BodySource(Protocol):
+    """An upstream answer's body as it arrives (proxy.upstream.UpstreamResponse)."""
+
+    @property
+    def done(self) -> bool: ...
+
+    def take(self) -> bytes: ...
+
+    async def wait(self) -> None: ...
+
+    def release(self) -> None: ...
+
+    def close(self) -> None: ...
 
 
 class RelayedResponse(web.StreamResponse):
@@ -37,9 +50,7 @@ class RelayResult:
 
 
 async def relay_response(
-    request: web.BaseRequest,
-    upstream_response: aiohttp.ClientResponse,
-    response: web.StreamResponse,
+    request: web.BaseRequest, source: BodySource, response: web.StreamResponse
 ) -> RelayResult:
     """Send `response` (head already filled in) and pipe the upstream body into it."""
     sent = 0
@@ -49,37 +60,35 @@ async def relay_response(
             await response.prepare(request)
         except ConnectionError as exc:
             return RelayResult(0, client_error=f"client went away: {exc}")
-        content = upstream_response.content
         while True:
+            chunk = source.take()
+            last = source.done
             try:
-                # What already arrived goes out without a wait; only when nothing is buffered
-                # does the (possibly still buffered) head go out before waiting for more.
-                chunk = content.read_nowait()
-                if not chunk and not content.at_eof():
-                    await response.write(b"")
-                    chunk = await content.readany()
-            except UPSTREAM_READ_ERRORS as exc:
-                _abort(request)
-                return RelayResult(sent, upstream_error=f"upstream broke mid-response: {exc!r}")
-            except ConnectionError as exc:
-                return RelayResult(sent, client_error=f"client went away: {exc}")
-            try:
-                if content.at_eof():
+                if last:
                     # The last piece: head (if still held), body and end in one write.
                     await response.write_eof(chunk)
-                    sent += len(chunk)
-                    break
-                await response.write(chunk)
+                elif chunk:
+                    await response.write(chunk)
+                else:
+                    await response.write(b"")  # the head goes out before any wait
             except ConnectionError as exc:
                 return RelayResult(sent, client_error=f"client went away: {exc}")
             sent += len(chunk)
+            if last:
+                break
+            if not chunk:
+                try:
+                    await source.wait()
+                except UpstreamError as exc:
+                    _abort(request)
+                    return RelayResult(sent, upstream_error=f"upstream broke mid-response: {exc}")
         complete = True
         return RelayResult(sent)
     finally:
         if complete:
-            upstream_response.release()  # the connection goes back to the keep-alive pool
+            source.release()  # the connection goes back to the keep-alive pool
         else:
-            upstream_response.close()  # half-read: the connection cannot be reused
+            source.close()  # half-read: the connection cannot be reused
 
 
 def _abort(request: web.BaseRequest) -> None:

@@ -1,0 +1,209 @@
+"""The upstream HTTP/1.1 client: keep-alive connections per endpoint, one exchange each.
+
+Why not aiohttp's client: per request it builds a ClientRequest, a URL, a header multidict,
+timers and trace hooks, which together cost more than everything else the proxy does. This
+client takes the request head as ready bytes and hands back the raw response head and a body
+the caller drains (`UpstreamResponse`).
+
+Pooling: idle connections per (host, port), last in first out, dropped once idle for
+`keepalive_seconds` (a sweep timer closes them while the pool is quiet) or as soon as the
+backend closes them. A connection is reused only after a complete exchange that both sides
+meant to keep alive.
+
+Stale connections: a reused connection can be closed by the backend just as a request goes
+out. If it closes without a byte of response, the request is sent again once on a fresh
+connection, but only when `retry_stale` says that is safe (the caller passes: idempotent
+method and a body held in memory or none). Otherwise `StaleConnection` reaches the caller: a
+POST may have been processed before the backend went away, as with any broken connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterable
+
+from proxy.model import Endpoint
+from proxy.upstream.connection import UpstreamConnection
+from proxy.upstream.failures import ConnectFailed, ConnectTimeout, StaleConnection, UpstreamError
+
+Body = bytes | AsyncIterable[bytes] | None
+
+
+class UpstreamResponse:
+    """An answer whose head arrived. Drain it with `take()`/`wait()` until `done`, then
+    `release()` (the connection goes back to the pool when it can); `close()` otherwise."""
+
+    __slots__ = ("_client", "_conn", "_key", "headers", "reason", "status")
+
+    def __init__(self, client: UpstreamClient, key: tuple[str, int], conn: UpstreamConnection):
+        self._client = client
+        self._key = key
+        self._conn = conn
+        self.status = conn.status
+        self.reason = conn.reason.decode("latin-1")
+        self.headers = conn.headers  # raw (name, value) pairs, as received
+
+    def take(self) -> bytes:
+        """The body bytes buffered so far, b"" if none."""
+        return self._conn.take()
+
+    @property
+    def done(self) -> bool:
+        """The whole body arrived and was taken."""
+        return self._conn.drained
+
+    async def wait(self) -> None:
+        """Until more body is buffered or it ended; raises BrokenResponse/UpstreamTimeout."""
+        await self._conn.wait_body()
+
+    def release(self) -> None:
+        conn = self._conn
+        if conn.finish():
+            self._client.park(self._key, conn)
+
+    def close(self) -> None:
+        self._conn.reusable = False
+        self._conn.finish()
+
+
+class UpstreamClient:
+    """Sends requests to endpoints over pooled keep-alive connections."""
+
+    def __init__(
+        self,
+        *,
+        connect_timeout_seconds: float,
+        idle_timeout_seconds: float,
+        keepalive_seconds: float,
+        total_timeout_seconds: float | None = None,
+    ) -> None:
+        self._connect_timeout = connect_timeout_seconds
+        self._idle_timeout = idle_timeout_seconds
+        self._keepalive = keepalive_seconds
+        self._total_timeout = total_timeout_seconds
+        # Mutable state: idle connections per (host, port) with the loop time they went idle,
+        # oldest first; the pending sweep of expired ones.
+        self._idle: dict[tuple[str, int], list[tuple[UpstreamConnection, float]]] = {}
+        self._sweep: asyncio.TimerHandle | None = None
+        self._closed = False
+
+    def __repr__(self) -> str:
+        idle = sum(len(conns) for conns in self._idle.values())
+        return f"<UpstreamClient {idle} idle connections to {len(self._idle)} endpoints>"
+
+    async def send(
+        self,
+        endpoint: Endpoint,
+        head: bytes,
+        body: Body = None,
+        *,
+        chunked: bool = False,
+        head_only: bool = False,
+        retry_stale: bool = False,
+    ) -> UpstreamResponse:
+        """Send `head` (the request line and headers, CRLF CRLF included) and `body`, framed
+        by the head (Content-Length) or, with `chunked`, in chunks; return once the answer's
+        head arrived. `head_only`: a HEAD request, whose answer has no body."""
+        key = (endpoint.host, endpoint.port)
+        conn = self._idle_connection(key)
+        if conn is not None:
+            try:
+                return await self._exchange(key, conn, head, body, chunked, head_only)
+            except StaleConnection:
+                if not retry_stale:
+                    raise
+        conn = await self._connect(key)
+        return await self._exchange(key, conn, head, body, chunked, head_only)
+
+    def park(self, key: tuple[str, int], conn: UpstreamConnection) -> None:
+        """Keep a connection whose exchange finished cleanly for the next request."""
+        if self._closed or conn.closed:
+            conn.abort()
+            return
+        loop = asyncio.get_running_loop()
+        self._idle.setdefault(key, []).append((conn, loop.time()))
+        if self._sweep is None:
+            self._sweep = loop.call_later(self._keepalive, self._expire)
+
+    async def close(self) -> None:
+        """Close every idle connection; connections in use close when their exchange ends."""
+        self._closed = True
+        if self._sweep is not None:
+            self._sweep.cancel()
+            self._sweep = None
+        idle, self._idle = self._idle, {}
+        for conns in idle.values():
+            for conn, _ in conns:
+                conn.abort()
+
+    def _idle_connection(self, key: tuple[str, int]) -> UpstreamConnection | None:
+        conns = self._idle.get(key)
+        if not conns:
+            return None
+        oldest_allowed = asyncio.get_running_loop().time() - self._keepalive
+        while conns:
+            conn, since = conns.pop()
+            if not conn.closed and since >= oldest_allowed and conn.usable():
+                return conn
+            conn.abort()
+        return None
+
+    async def _connect(self, key: tuple[str, int]) -> UpstreamConnection:
+        loop = asyncio.get_running_loop()
+        idle = self._idle_timeout
+        try:
+            async with asyncio.timeout(self._connect_timeout):
+                _, conn = await loop.create_connection(
+                    lambda: UpstreamConnection(loop, idle_timeout_seconds=idle), *key
+                )
+        except TimeoutError:
+            raise ConnectTimeout(f"connect to {key[0]}:{key[1]} timed out") from None
+        except OSError as exc:
+            raise ConnectFailed(exc) from exc
+        return conn
+
+    async def _exchange(
+        self,
+        key: tuple[str, int],
+        conn: UpstreamConnection,
+        head: bytes,
+        body: Body,
+        chunked: bool,
+        head_only: bool,
+    ) -> UpstreamResponse:
+        conn.begin(head_only=head_only, total_timeout_seconds=self._total_timeout)
+        try:
+            if body is None:
+                conn.write(head)
+            elif isinstance(body, bytes):
+                conn.write(head + body)  # one write for the usual small request
+            else:
+                conn.write(head)
+                conn.send_body(body, chunked=chunked)
+            await conn.wait_head()
+        except (UpstreamError, asyncio.CancelledError):
+            conn.reusable = False
+            conn.finish()
+            raise
+        return UpstreamResponse(self, key, conn)
+
+    def _expire(self) -> None:
+        self._sweep = None
+        loop = asyncio.get_running_loop()
+        oldest_allowed = loop.time() - self._keepalive
+        next_due: float | None = None
+        for key, conns in list(self._idle.items()):
+            kept = []
+            for conn, since in conns:
+                if conn.closed or since < oldest_allowed:
+                    conn.abort()
+                else:
+                    kept.append((conn, since))
+            if kept:
+                self._idle[key] = kept
+                first = kept[0][1] + self._keepalive
+                next_due = first if next_due is None else min(next_due, first)
+            else:
+                del self._idle[key]
+        if next_due is not None:
+            self._sweep = loop.call_at(next_due, self._expire)

@@ -1,0 +1,354 @@
+"""One keep-alive HTTP/1.1 connection to a backend: an asyncio.Protocol with httptools.
+
+One exchange at a time, never pipelined. The request goes out as written by the caller; the
+response head is parsed into raw (name, value) pairs and the body is buffered until the caller
+takes it. Flow control both ways: writing waits while the transport's buffer is over its high
+mark (`drain`), and reading pauses while more than `_READ_HIGH_BYTES` are buffered and untaken,
+so a slow client holds at most that much of an upstream body in memory.
+
+Interim 1xx answers are skipped. A HEAD request's answer has no body whatever its headers
+say; the parser cannot be told so, and gets replaced before the next exchange. A body without
+Content-Length or chunked framing ends when the backend closes the connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterable
+from typing import cast
+
+import httptools
+
+from proxy.upstream.failures import (
+    BrokenResponse,
+    NoResponse,
+    StaleConnection,
+    UpstreamError,
+    UpstreamTimeout,
+)
+
+_READ_HIGH_BYTES = 256 * 1024
+_FRAMING = (b"content-length", b"transfer-encoding")
+
+
+class UpstreamConnection(asyncio.Protocol):
+    """The protocol side of one upstream connection; `UpstreamClient` drives its exchanges."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, *, idle_timeout_seconds: float) -> None:
+        self._loop = loop
+        self._idle_timeout = idle_timeout_seconds
+        self._parser = httptools.HttpResponseParser(self)
+        # Mutable state of the connection:
+        self._parser_spent = False  # after a HEAD answer: the parser still expects its body
+        self.transport: asyncio.Transport | None = None
+        self.closed = False  # lost or closing: never used again
+        self.reusable = True  # cleared by Connection: close, errors, unfinished exchanges
+        self.exchanges = 0  # exchanges finished on it; more than 0 means a reused connection
+        self._write_paused = False
+        self._drain: asyncio.Future[None] | None = None
+        # Mutable state of the current exchange (reset by begin()):
+        self._active = False
+        self._head_only = False
+        self._received = 0
+        self._last_activity = 0.0
+        self._timer: asyncio.TimerHandle | None = None
+        self._deadline: asyncio.TimerHandle | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        self._body_task: asyncio.Task[None] | None = None
+        self._body_sent = True
+        self._interim = False
+        self._read_paused = False
+        self.error: UpstreamError | None = None
+        self.status = 0
+        self.reason = b""
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.head_done = False
+        self.complete = False
+        self._body: list[bytes] = []
+        self._buffered = 0
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else "busy" if self._active else "idle"
+        return f"<UpstreamConnection {state}, {self.exchanges} exchanges>"
+
+    # -- asyncio.Protocol ------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        if not self._active:
+            # Bytes nobody asked for: the backend is confused; the connection is done for.
+            self.reusable = False
+            self.abort()
+            return
+        self._received += len(data)
+        self._last_activity = self._loop.time()
+        try:
+            self._parser.feed_data(data)
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
+            failure = BrokenResponse if self.head_done else NoResponse
+            self.fail(failure(f"invalid response from upstream: {exc!r}"[:300]))
+
+    def eof_received(self) -> bool | None:
+        self.closed = True
+        return None  # let the transport close; connection_lost settles the exchange
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.reusable = False
+        if self._drain is not None and not self._drain.done():
+            self._drain.set_result(None)
+        if not self._active or self.complete or self.error is not None:
+            return
+        if self.head_done:
+            if self._ends_at_close():
+                self._message_done()
+            else:
+                self.fail(BrokenResponse(f"upstream closed mid-response: {exc or 'EOF'}"))
+        elif self._received == 0 and self.exchanges > 0:
+            self.fail(StaleConnection("reused upstream connection closed before any response"))
+        else:
+            self.fail(NoResponse(f"upstream closed before a response: {exc or 'EOF'}"))
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        if self._drain is not None and not self._drain.done():
+            self._drain.set_result(None)
+
+    # -- httptools callbacks ---------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        if self.complete:
+            # A second answer to one request: the backend is confused.
+            self.reusable = False
+            self.abort()
+
+    def on_status(self, status: bytes) -> None:
+        if not self.complete:
+            self.reason = status
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if not self.complete:
+            self.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        status = self._parser.get_status_code()
+        if status < 200:
+            self._interim = True  # 100 Continue, 103 Early Hints: not the answer
+            return
+        self.status = status
+        self.head_done = True
+        if self._head_only:
+            # Whatever Content-Length says, no body follows a HEAD answer. The parser expects
+            # one, so it is replaced before the next exchange.
+            self._parser_spent = True
+            self.reusable = (
+                self.reusable
+                and self._parser.get_http_version() == "1.1"
+                and _keeps_alive(self.headers)
+            )
+            self._message_done()
+        else:
+            self._wake()
+
+    def on_body(self, body: bytes) -> None:
+        if self.complete:
+            self.reusable = False  # body bytes after a HEAD answer
+            return
+        self._body.append(body)
+        self._buffered += len(body)
+        if self._buffered > _READ_HIGH_BYTES and not self._read_paused and self.transport:
+            self._read_paused = True
+            self.transport.pause_reading()
+        self._wake()
+
+    def on_message_complete(self) -> None:
+        if self._interim:
+            self._interim = False
+            self.headers = []
+            self.reason = b""
+            return
+        if self.complete:
+            return  # the HEAD case: already settled
+        if not self._parser.should_keep_alive():
+            self.reusable = False
+        self._message_done()
+
+    # -- the exchange, driven by UpstreamClient and UpstreamResponse -----------------------
+
+    def begin(self, *, head_only: bool, total_timeout_seconds: float | None) -> None:
+        """Start an exchange: reset its state and arm the idle (and total) timers."""
+        if self._parser_spent:
+            self._parser = httptools.HttpResponseParser(self)
+            self._parser_spent = False
+        self._active = True
+        self._head_only = head_only
+        self.headers = []
+        self._interim = False
+        self._received = 0
+        self.error = None
+        self.status = 0
+        self.head_done = False
+        self.complete = False
+        self._body_sent = True
+        loop = self._loop
+        self._last_activity = loop.time()
+        self._timer = loop.call_at(self._last_activity + self._idle_timeout, self._idle_check)
+        if total_timeout_seconds is not None:
+            self._deadline = loop.call_later(total_timeout_seconds, self._total_expired)
+
+    def usable(self) -> bool:
+        """Not known to be closed: the transport is open and the backend sent no EOF."""
+        transport = self.transport
+        return not self.closed and transport is not None and not transport.is_closing()
+
+    def write(self, data: bytes) -> None:
+        assert self.transport is not None
+        self.transport.write(data)
+
+    def send_body(self, chunks: AsyncIterable[bytes], *, chunked: bool) -> None:
+        """Stream a request body in a task this connection owns (the answer may come first)."""
+        self._body_sent = False
+        self._body_task = self._loop.create_task(self._send_body(chunks, chunked))
+
+    async def wait_head(self) -> None:
+        while not self.head_done:
+            if self.error is not None:
+                raise self.error
+            await self._wait()
+
+    def take(self) -> bytes:
+        """Everything buffered so far (b"" if nothing); reading resumes if it was paused."""
+        body = self._body
+        if not body:
+            return b""
+        data = body[0] if len(body) == 1 else b"".join(body)
+        self._body = []
+        self._buffered = 0
+        if self._read_paused and self.transport is not None:
+            self._read_paused = False
+            self._last_activity = self._loop.time()
+            self.transport.resume_reading()
+        return data
+
+    @property
+    def drained(self) -> bool:
+        """The whole body arrived and was taken."""
+        return self.complete and not self._body
+
+    async def wait_body(self) -> None:
+        """Until more body is buffered or it ended; raises the exchange's failure."""
+        if not self._body and not self.complete:
+            if self.error is not None:
+                raise self.error
+            await self._wait()
+            if not self._body and self.error is not None:
+                raise self.error
+
+    def finish(self) -> bool:
+        """End the exchange; True if the connection may serve another one."""
+        self._active = False
+        self._stop_timers()
+        if self._body_task is not None:
+            if not self._body_task.done():
+                self._body_task.cancel()
+            self._body_task = None
+        self.exchanges += 1
+        self._body = []
+        self._buffered = 0
+        ok = self.complete and self._body_sent and self.reusable and not self.closed
+        if not ok:
+            self.abort()
+        return ok
+
+    def fail(self, error: UpstreamError) -> None:
+        """Settle the exchange with `error` (first one wins) and drop the connection."""
+        if self.error is None:
+            self.error = error
+        self.reusable = False
+        self._stop_timers()
+        self._wake()
+        self.abort()
+
+    def abort(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.abort()
+
+    # -- internals -------------------------------------------------------------------------
+
+    async def _wait(self) -> None:
+        waiter = self._waiter = self._loop.create_future()
+        try:
+            await waiter
+        finally:
+            self._waiter = None
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _message_done(self) -> None:
+        self.complete = True
+        self._stop_timers()
+        self._wake()
+
+    def _ends_at_close(self) -> bool:
+        # No Content-Length and not chunked: the body is whatever arrives until EOF.
+        return not any(name.lower() in _FRAMING for name, _ in self.headers)
+
+    def _stop_timers(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _idle_check(self) -> None:
+        # One timer per exchange, pushed back instead of re-armed on every read. Time spent
+        # with reading paused or data untaken is the client's slowness, not the backend's.
+        now = self._loop.time()
+        due = self._last_activity + self._idle_timeout
+        if self._read_paused or self._body or now < due:
+            self._timer = self._loop.call_at(max(due, now + 0.05), self._idle_check)
+            return
+        self._timer = None
+        self.fail(UpstreamTimeout(f"upstream silent for {self._idle_timeout:g} s"))
+
+    def _total_expired(self) -> None:
+        self._deadline = None
+        self.fail(UpstreamTimeout("upstream exchange over its total time limit"))
+
+    async def _send_body(self, chunks: AsyncIterable[bytes], chunked: bool) -> None:
+        try:
+            async for chunk in chunks:
+                if self.closed or self.transport is None:
+                    return  # the exchange already failed or the backend answered and left
+                if chunked:
+                    self.transport.writelines((b"%x\r\n" % len(chunk), chunk, b"\r\n"))
+                else:
+                    self.transport.write(chunk)
+                self._last_activity = self._loop.time()
+                if self._write_paused and not self.closed:
+                    self._drain = self._loop.create_future()
+                    await self._drain
+            if chunked and not self.closed and self.transport is not None:
+                self.transport.write(b"0\r\n\r\n")
+            self._body_sent = True
+        except Exception as exc:
+            # Reading the client's body failed (proxy.body marks which way); the backend got a
+            # partial request, so this exchange cannot succeed.
+            self.fail(NoResponse(f"request body could not be sent: {exc}"))
+
+
+def _keeps_alive(headers: list[tuple[bytes, bytes]]) -> bool:
+    return not any(
+        name.lower() == b"connection" and b"close" in value.lower() for name, value in headers
+    )
