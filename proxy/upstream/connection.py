@@ -24,11 +24,12 @@ from proxy.upstream.failures import (
     NoResponse,
     StaleConnection,
     UpstreamError,
-    UpstreamTimeout,
 )
+from proxy.upstream.framing import ends_at_close, keeps_alive
+from proxy.upstream.sending import BodySender
+from proxy.upstream.timers import ExchangeTimers
 
 _READ_HIGH_BYTES = 256 * 1024
-_FRAMING = (b"content-length", b"transfer-encoding")
 
 
 class UpstreamConnection(asyncio.Protocol):
@@ -36,7 +37,9 @@ class UpstreamConnection(asyncio.Protocol):
 
     def __init__(self, loop: asyncio.AbstractEventLoop, *, idle_timeout_seconds: float) -> None:
         self._loop = loop
-        self._idle_timeout = idle_timeout_seconds
+        self._timers = ExchangeTimers(
+            loop, idle_timeout_seconds, client_holds=self._client_holds, on_expiry=self.fail
+        )
         self._parser = httptools.HttpResponseParser(self)
         # Mutable state of the connection:
         self._parser_spent = False  # after a HEAD answer: the parser still expects its body
@@ -44,18 +47,12 @@ class UpstreamConnection(asyncio.Protocol):
         self.closed = False  # lost or closing: never used again
         self.reusable = True  # cleared by Connection: close, errors, unfinished exchanges
         self.exchanges = 0  # exchanges finished on it; more than 0 means a reused connection
-        self._write_paused = False
-        self._drain: asyncio.Future[None] | None = None
+        self._sender = BodySender()
         # Mutable state of the current exchange (reset by begin()):
         self._active = False
         self._head_only = False
         self._received = 0
-        self._last_activity = 0.0
-        self._timer: asyncio.TimerHandle | None = None
-        self._deadline: asyncio.TimerHandle | None = None
         self._waiter: asyncio.Future[None] | None = None
-        self._body_task: asyncio.Task[None] | None = None
-        self._body_sent = True
         self._interim = False
         self._read_paused = False
         self.error: UpstreamError | None = None
@@ -84,7 +81,7 @@ class UpstreamConnection(asyncio.Protocol):
             self.abort()
             return
         self._received += len(data)
-        self._last_activity = self._loop.time()
+        self._timers.last_activity = self._loop.time()
         try:
             self._parser.feed_data(data)
         except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
@@ -98,12 +95,11 @@ class UpstreamConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.reusable = False
-        if self._drain is not None and not self._drain.done():
-            self._drain.set_result(None)
+        self._sender.resume()
         if not self._active or self.complete or self.error is not None:
             return
         if self.head_done:
-            if self._ends_at_close():
+            if ends_at_close(self.headers):
                 self._message_done()
             else:
                 self.fail(BrokenResponse(f"upstream closed mid-response: {exc or 'EOF'}"))
@@ -113,12 +109,10 @@ class UpstreamConnection(asyncio.Protocol):
             self.fail(NoResponse(f"upstream closed before a response: {exc or 'EOF'}"))
 
     def pause_writing(self) -> None:
-        self._write_paused = True
+        self._sender.pause()
 
     def resume_writing(self) -> None:
-        self._write_paused = False
-        if self._drain is not None and not self._drain.done():
-            self._drain.set_result(None)
+        self._sender.resume()
 
     # -- httptools callbacks ---------------------------------------------------------------
 
@@ -147,10 +141,8 @@ class UpstreamConnection(asyncio.Protocol):
             # Whatever Content-Length says, no body follows a HEAD answer. The parser expects
             # one, so it is replaced before the next exchange.
             self._parser_spent = True
-            self.reusable = (
-                self.reusable
-                and self._parser.get_http_version() == "1.1"
-                and _keeps_alive(self.headers)
+            self.reusable = self.reusable and keeps_alive(
+                self.headers, self._parser.get_http_version()
             )
             self._message_done()
         else:
@@ -195,12 +187,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.status = 0
         self.head_done = False
         self.complete = False
-        self._body_sent = True
-        loop = self._loop
-        self._last_activity = loop.time()
-        self._timer = loop.call_at(self._last_activity + self._idle_timeout, self._idle_check)
-        if total_timeout_seconds is not None:
-            self._deadline = loop.call_later(total_timeout_seconds, self._total_expired)
+        self._timers.start(total_timeout_seconds)
 
     def usable(self) -> bool:
         """Not known to be closed: the transport is open and the backend sent no EOF."""
@@ -212,9 +199,16 @@ class UpstreamConnection(asyncio.Protocol):
         self.transport.write(data)
 
     def send_body(self, chunks: AsyncIterable[bytes], *, chunked: bool) -> None:
-        """Stream a request body in a task this connection owns (the answer may come first)."""
-        self._body_sent = False
-        self._body_task = self._loop.create_task(self._send_body(chunks, chunked))
+        """Stream a request body alongside waiting for the answer (proxy.upstream.sending)."""
+        self._sender.start(self, chunks, chunked=chunked)
+
+    def write_body(self, pieces: tuple[bytes, ...]) -> None:
+        assert self.transport is not None
+        if len(pieces) == 1:
+            self.transport.write(pieces[0])
+        else:
+            self.transport.writelines(pieces)
+        self._timers.last_activity = self._loop.time()  # progress counts for the idle timer
 
     async def wait_head(self) -> None:
         while not self.head_done:
@@ -232,7 +226,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._buffered = 0
         if self._read_paused and self.transport is not None:
             self._read_paused = False
-            self._last_activity = self._loop.time()
+            self._timers.last_activity = self._loop.time()
             self.transport.resume_reading()
         return data
 
@@ -253,15 +247,12 @@ class UpstreamConnection(asyncio.Protocol):
     def finish(self) -> bool:
         """End the exchange; True if the connection may serve another one."""
         self._active = False
-        self._stop_timers()
-        if self._body_task is not None:
-            if not self._body_task.done():
-                self._body_task.cancel()
-            self._body_task = None
+        self._timers.stop()
+        self._sender.cancel()
         self.exchanges += 1
         self._body = []
         self._buffered = 0
-        ok = self.complete and self._body_sent and self.reusable and not self.closed
+        ok = self.complete and self._sender.sent and self.reusable and not self.closed
         if not ok:
             self.abort()
         return ok
@@ -271,7 +262,7 @@ class UpstreamConnection(asyncio.Protocol):
         if self.error is None:
             self.error = error
         self.reusable = False
-        self._stop_timers()
+        self._timers.stop()
         self._wake()
         self.abort()
 
@@ -296,59 +287,9 @@ class UpstreamConnection(asyncio.Protocol):
 
     def _message_done(self) -> None:
         self.complete = True
-        self._stop_timers()
+        self._timers.stop()
         self._wake()
 
-    def _ends_at_close(self) -> bool:
-        # No Content-Length and not chunked: the body is whatever arrives until EOF.
-        return not any(name.lower() in _FRAMING for name, _ in self.headers)
-
-    def _stop_timers(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        if self._deadline is not None:
-            self._deadline.cancel()
-            self._deadline = None
-
-    def _idle_check(self) -> None:
-        # One timer per exchange, pushed back instead of re-armed on every read. Time spent
-        # with reading paused or data untaken is the client's slowness, not the backend's.
-        now = self._loop.time()
-        due = self._last_activity + self._idle_timeout
-        if self._read_paused or self._body or now < due:
-            self._timer = self._loop.call_at(max(due, now + 0.05), self._idle_check)
-            return
-        self._timer = None
-        self.fail(UpstreamTimeout(f"upstream silent for {self._idle_timeout:g} s"))
-
-    def _total_expired(self) -> None:
-        self._deadline = None
-        self.fail(UpstreamTimeout("upstream exchange over its total time limit"))
-
-    async def _send_body(self, chunks: AsyncIterable[bytes], chunked: bool) -> None:
-        try:
-            async for chunk in chunks:
-                if self.closed or self.transport is None:
-                    return  # the exchange already failed or the backend answered and left
-                if chunked:
-                    self.transport.writelines((b"%x\r\n" % len(chunk), chunk, b"\r\n"))
-                else:
-                    self.transport.write(chunk)
-                self._last_activity = self._loop.time()
-                if self._write_paused and not self.closed:
-                    self._drain = self._loop.create_future()
-                    await self._drain
-            if chunked and not self.closed and self.transport is not None:
-                self.transport.write(b"0\r\n\r\n")
-            self._body_sent = True
-        except Exception as exc:
-            # Reading the client's body failed (proxy.body marks which way); the backend got a
-            # partial request, so this exchange cannot succeed.
-            self.fail(NoResponse(f"request body could not be sent: {exc}"))
-
-
-def _keeps_alive(headers: list[tuple[bytes, bytes]]) -> bool:
-    return not any(
-        name.lower() == b"connection" and b"close" in value.lower() for name, value in headers
-    )
+    def _client_holds(self) -> bool:
+        # Reading paused or data untaken: the proxy's client is the slow side, not the backend.
+        return self._read_paused or bool(self._body)
