@@ -69,13 +69,15 @@ def nginx_argv(workdir: Path, config: Path, name: str) -> list[str]:
 
 
 def start_backends(
-    processes: ProcessGroup, workdir: Path, count: int = 3
+    processes: ProcessGroup, workdir: Path, count: int = 3, *, cpus: frozenset[int] | None = None
 ) -> tuple[list[int], subprocess.Popen[bytes]]:
     """Start the backends; return their ports once every one answers."""
     ports = [free_port() for _ in range(count)]
     config = workdir / "backends.conf"
     config.write_text(backends_config(workdir, ports))
-    process = processes.start("backends (nginx)", nginx_argv(workdir, config, "backends"))
+    process = processes.start(
+        "backends (nginx)", nginx_argv(workdir, config, "backends"), cpus=cpus
+    )
     for port in ports:
         wait_http_ok(
             f"http://127.0.0.1:{port}/healthz",

@@ -23,6 +23,7 @@ from bench.options import Options
 from bench.peers import Launch, haproxy_lb, kubeferry_lb, nginx_lb
 from bench.processes import (
     BenchError,
+    CpuPlan,
     ProcessGroup,
     free_port,
     group_cpu_seconds,
@@ -72,14 +73,14 @@ def run(options: Options) -> Section:
     workdir = Path(tempfile.mkdtemp(prefix="kubeferry-bench-"))
     try:
         with ProcessGroup() as processes, contextlib.ExitStack() as files:
-            backends, _ = start_backends(processes, workdir)
+            cpus = CpuPlan.split(pin=options.pin_cpus)
+            backends, _ = start_backends(processes, workdir, cpus=cpus.load)
             print(f"backends (nginx) on 127.0.0.1:{', '.join(map(str, backends))}", flush=True)
             started: list[_Contender] = []
             failed: dict[str, str] = {}
             for name, factory in contenders(options):
-                outcome = start(
-                    processes, files, workdir, name, factory(workdir, free_port(), backends)
-                )
+                launch = factory(workdir, free_port(), backends)
+                outcome = start(processes, files, name, launch, cpus=cpus.balancer)
                 if isinstance(outcome, str):
                     failed[name] = outcome
                 else:
@@ -94,7 +95,13 @@ def run(options: Options) -> Section:
                     )
                     try:
                         contender.runs.append(
-                            measure(processes, options, contender, warm_up=round_number == 0)
+                            measure(
+                                processes,
+                                options,
+                                contender,
+                                warm_up=round_number == 0,
+                                cpus=cpus.load,
+                            )
                         )
                     except BenchError as error:
                         failed[contender.name] = f"{contender.name} failed:\n```\n{error}\n```"
@@ -111,15 +118,17 @@ def run(options: Options) -> Section:
         f"Machine load average (1 min): {load_before:.2f} before, {os.getloadavg()[0]:.2f} "
         f"after, on {os.cpu_count()} CPUs; other work on the machine lowers every row."
     )
+    notes.append(f"CPU placement: {cpus.describe()}.")
     return summarize(options, rows, notes)
 
 
 def start(
     processes: ProcessGroup,
     files: contextlib.ExitStack,
-    workdir: Path,
     name: str,
     launch: Launch,
+    *,
+    cpus: frozenset[int] | None,
 ) -> _Contender | str:
     """Start one load balancer and wait until it proxies; a problem comes back as text."""
     if not Path(launch.argv[0]).exists() and shutil.which(launch.argv[0]) is None:
@@ -130,7 +139,12 @@ def start(
     stdout = files.enter_context(launch.stdout_path.open("wb")) if launch.stdout_path else None
     stderr = files.enter_context(launch.log_path.open("wb")) if launch.log_path else None
     process = processes.start(
-        name, launch.argv, env=launch.env, stdout=stdout or subprocess.DEVNULL, stderr=stderr
+        name,
+        launch.argv,
+        env=launch.env,
+        stdout=stdout or subprocess.DEVNULL,
+        stderr=stderr,
+        cpus=cpus,
     )
     try:
         wait_http_ok(url, process=process, log=launch.log_path)
@@ -141,7 +155,12 @@ def start(
 
 
 def measure(
-    processes: ProcessGroup, options: Options, contender: _Contender, *, warm_up: bool
+    processes: ProcessGroup,
+    options: Options,
+    contender: _Contender,
+    *,
+    warm_up: bool,
+    cpus: frozenset[int] | None,
 ) -> WrkResult:
     if warm_up and options.warmup_seconds:
         run_wrk(
@@ -150,6 +169,7 @@ def measure(
             duration_seconds=options.warmup_seconds,
             connections=options.connections,
             threads=options.threads,
+            cpus=cpus,
         )
     cpu_before = group_cpu_seconds(contender.process)
     result = run_wrk(
@@ -158,6 +178,7 @@ def measure(
         duration_seconds=options.duration_seconds,
         connections=options.connections,
         threads=options.threads,
+        cpus=cpus,
     )
     cpu = group_cpu_seconds(contender.process) - cpu_before
     return dataclasses.replace(result, server_cpu_seconds=cpu)

@@ -28,6 +28,7 @@ class Options:
     results_path: Path = DEFAULT_RESULTS
     keep_temp: bool = False
     kubeferry: Path = DEFAULT_KUBEFERRY
+    pin_cpus: bool = True
 
 
 def parse_options(argv: Sequence[str] | None = None) -> Options:
@@ -55,6 +56,11 @@ def parse_options(argv: Sequence[str] | None = None) -> Options:
     parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="Markdown output")
     parser.add_argument("--keep-temp", action="store_true", help="keep configs and logs")
     parser.add_argument("--kubeferry", type=Path, default=DEFAULT_KUBEFERRY, help="the CLI to run")
+    parser.add_argument(
+        "--no-pin",
+        action="store_true",
+        help="do not give the load balancer a CPU of its own apart from wrk and the backends",
+    )
     args = parser.parse_args(argv)
     for name in ("duration", "warmup", "rounds", "connections", "threads"):
         value = getattr(args, name)
@@ -74,4 +80,5 @@ def parse_options(argv: Sequence[str] | None = None) -> Options:
         results_path=args.results,
         keep_temp=args.keep_temp,
         kubeferry=args.kubeferry,
+        pin_cpus=not args.no_pin,
     )

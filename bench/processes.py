@@ -16,6 +16,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import IO
@@ -56,7 +57,14 @@ class ProcessGroup:
         env: Mapping[str, str] | None = None,
         stdout: IO[bytes] | int | None = subprocess.DEVNULL,
         stderr: IO[bytes] | int | None = None,
+        cpus: frozenset[int] | None = None,
     ) -> subprocess.Popen[bytes]:
+        """Start a child; `cpus` pins it (and whatever it forks, like nginx workers) there."""
+
+        def pin() -> None:
+            if cpus:
+                os.sched_setaffinity(0, cpus)
+
         process = subprocess.Popen(
             list(argv),
             env=dict(env) if env is not None else None,
@@ -64,13 +72,21 @@ class ProcessGroup:
             stdout=stdout,
             stderr=stderr,
             start_new_session=True,
+            preexec_fn=pin if cpus else None,
         )
         self._children.append((name, process))
         return process
 
-    def run(self, name: str, argv: Sequence[str], *, timeout_seconds: float) -> str:
+    def run(
+        self,
+        name: str,
+        argv: Sequence[str],
+        *,
+        timeout_seconds: float,
+        cpus: frozenset[int] | None = None,
+    ) -> str:
         """Run a bounded command to completion and return its stdout; stop it if it overruns."""
-        process = self.start(name, argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        process = self.start(name, argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cpus=cpus)
         try:
             out, err = process.communicate(timeout=timeout_seconds)
         except subprocess.TimeoutExpired:
@@ -190,3 +206,32 @@ def group_cpu_seconds(process: subprocess.Popen[bytes]) -> float:
         if int(fields[2]) == process.pid:  # pgrp
             total += int(fields[11]) + int(fields[12])  # utime, stime
     return total / ticks
+
+
+@dataclass(frozen=True, slots=True)
+class CpuPlan:
+    """Which CPUs the load balancer under test gets, and which the load (wrk and the backends)
+    gets. Separate CPUs keep the two from taking turns on one core, which would measure the
+    scheduler as much as the load balancer; None leaves placement to the kernel."""
+
+    balancer: frozenset[int] | None = None
+    load: frozenset[int] | None = None
+
+    @classmethod
+    def split(cls, *, pin: bool) -> CpuPlan:
+        available = sorted(os.sched_getaffinity(0))
+        if not pin or len(available) < 2:
+            return cls()
+        return cls(balancer=frozenset(available[-1:]), load=frozenset(available[:-1]))
+
+    def describe(self) -> str:
+        if self.balancer is None or self.load is None:
+            return "no CPU pinning"
+        return (
+            f"load balancer pinned to CPU {_cpu_list(self.balancer)}, wrk and backends to "
+            f"CPU {_cpu_list(self.load)}"
+        )
+
+
+def _cpu_list(cpus: frozenset[int]) -> str:
+    return ",".join(str(cpu) for cpu in sorted(cpus))

@@ -72,6 +72,7 @@ def run_wrk(
     duration_seconds: int,
     connections: int,
     threads: int,
+    cpus: frozenset[int] | None = None,
 ) -> WrkResult:
     """One bounded wrk run against a loopback URL."""
     if not url.startswith("http://127.0.0.1:"):
@@ -87,5 +88,5 @@ def run_wrk(
         url,
     ]
     # wrk stops itself after -d; the timeout only guards against a hang.
-    output = processes.run("wrk", argv, timeout_seconds=duration_seconds + 30)
+    output = processes.run("wrk", argv, timeout_seconds=duration_seconds + 30, cpus=cpus)
     return parse_wrk(output)
