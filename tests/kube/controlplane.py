@@ -19,9 +19,12 @@ import secrets
 import socket
 import ssl
 import subprocess
+import sys
+import threading
 import time
 import urllib.error
 import urllib.request
+from collections import deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -70,13 +73,26 @@ def resolve_assets() -> Path:
     if holds_binaries(env):
         return Path(str(env))
     script = REPO_ROOT / "hack" / "envtest.sh"
-    # stderr is inherited: on a cold build the user sees the progress instead of a silent wait.
-    result = subprocess.run(
-        [str(script)], stdout=subprocess.PIPE, text=True, check=False, timeout=3 * 3600
-    )
-    path = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
-    if result.returncode != 0 or not holds_binaries(path):
-        raise AssetsError(f"{script} failed (exit {result.returncode}); see its message above")
+    # A cold build runs for many minutes: bound it, and forward its progress as it comes
+    # while keeping the last lines for the error message.
+    tail: deque[str] = deque(maxlen=15)
+    with subprocess.Popen(
+        [str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as process:
+        watchdog = threading.Timer(3 * 3600, process.kill)
+        watchdog.start()
+        try:
+            assert process.stderr is not None and process.stdout is not None
+            for line in process.stderr:
+                sys.stderr.write(line)
+                tail.append(line.rstrip())
+            out = process.stdout.read().strip()
+            returncode = process.wait()
+        finally:
+            watchdog.cancel()
+    path = out.splitlines()[-1] if out else ""
+    if returncode != 0 or not holds_binaries(path):
+        raise AssetsError(f"{script} failed (exit {returncode}):\n" + "\n".join(tail))
     return Path(path)
 
 

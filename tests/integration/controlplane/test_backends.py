@@ -7,7 +7,7 @@ import ipaddress
 import aiohttp
 import pytest
 
-from tests.kube.netns import POD_CIDR, PodNetwork, ip
+from tests.kube.netns import POD_CIDR, PodNetwork, cleanup_stale_sessions, ip
 from tests.kube.pods import StandInPods
 
 pytestmark = [pytest.mark.kube, pytest.mark.integration]
@@ -69,3 +69,18 @@ async def test_cleanup_removes_namespaces_and_interfaces(
 
     assert pod.link.netns not in ip("netns", "list")
     assert pod.link.host_if not in ip("-o", "link", "show")
+
+
+def test_a_dead_session_is_cleaned_up_and_a_live_one_kept(pod_network: PodNetwork) -> None:
+    # What a pytest killed mid-run leaves behind: a pod namespace and a bridge, no live owner.
+    dead = "0dead0"
+    ip("netns", "add", f"kf-{dead}-p1")
+    ip("link", "add", f"kf{dead}br", "type", "bridge")
+    try:
+        assert dead in cleanup_stale_sessions()
+        assert f"kf-{dead}-p1" not in ip("netns", "list")
+        assert f"kf{dead}br" not in ip("-o", "link", "show")
+        assert pod_network.bridge in ip("-o", "link", "show")  # this session's own bridge stays
+    finally:
+        ip("netns", "del", f"kf-{dead}-p1", check=False)
+        ip("link", "del", f"kf{dead}br", check=False)
