@@ -37,6 +37,8 @@ if [[ -n "${KUBEBUILDER_ASSETS:-}" ]] && holds_all "$KUBEBUILDER_ASSETS"; then
   log "using KUBEBUILDER_ASSETS=$KUBEBUILDER_ASSETS"
   printf '%s\n' "$KUBEBUILDER_ASSETS"
   exit 0
+elif [[ -n "${KUBEBUILDER_ASSETS:-}" ]]; then
+  log "KUBEBUILDER_ASSETS=$KUBEBUILDER_ASSETS lacks one of: ${binaries[*]}; ignoring it"
 fi
 
 cache_root="${KUBEFERRY_CACHE:-$HOME/.cache/kubeferry}/envtest"
