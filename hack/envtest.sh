@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck source-path=SCRIPTDIR
 # Provides etcd, kube-apiserver and kube-controller-manager at the versions pinned in
 # hack/envtest/versions.env and prints the directory that holds them -- and nothing else -- on
 # stdout, so callers can write KUBEBUILDER_ASSETS="$(hack/envtest.sh)". Progress goes to stderr.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck source-path=SCRIPTDIR
 # Regenerates the wrapper modules in hack/envtest/{kubernetes,etcd} from versions.env.
 #
 # Why wrappers: `go install k8s.io/kubernetes/cmd/...@vX` is refused because kubernetes' go.mod
