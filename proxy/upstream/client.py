@@ -88,7 +88,8 @@ class UpstreamClient:
         self._closed = False
 
     def __repr__(self) -> str:
-        idle = sum(len(conns) for conns in self._idle.values())
+        # Connections the backend closed but the pool has not dropped yet do not count.
+        idle = sum(not conn.closed for conns in self._idle.values() for conn, _ in conns)
         return f"<UpstreamClient {idle} idle connections to {len(self._idle)} endpoints>"
 
     async def send(

@@ -7,6 +7,7 @@ import pytest
 from aiohttp.test_utils import make_mocked_request
 from multidict import CIMultiDict
 
+from proxy import upstream
 from proxy.admission import refusal
 from proxy.errors import classify
 from proxy.retry_budget import RetryBudget
@@ -46,6 +47,36 @@ def test_connect_failures_may_go_anywhere_broken_ones_only_if_idempotent() -> No
     slow = classify(TimeoutError())
     assert (slow.kind, slow.status) == ("timeout", 504)
     assert not slow.retryable(idempotent=True, replayable=True)
+
+
+@pytest.mark.parametrize(
+    ("error", "kind", "status", "nothing_sent", "backend_fault"),
+    [
+        (
+            upstream.ConnectFailed(ConnectionRefusedError(111, "refused")),
+            "connect",
+            502,
+            True,
+            True,
+        ),
+        (upstream.ConnectTimeout("slow"), "connect_timeout", 502, True, True),
+        (upstream.UpstreamTimeout("silent"), "timeout", 504, False, True),
+        (upstream.NoResponse("closed"), "reset", 502, False, True),
+        (upstream.StaleConnection("idle close"), "stale", 502, False, False),
+    ],
+)
+def test_upstream_client_failures(
+    error: upstream.UpstreamError, kind: str, status: int, nothing_sent: bool, backend_fault: bool
+) -> None:
+    failure = classify(error)
+    assert (failure.kind, failure.status, failure.nothing_sent) == (kind, status, nothing_sent)
+    assert failure.backend_fault is backend_fault
+
+
+def test_a_stale_connection_is_retried_elsewhere_only_when_idempotent() -> None:
+    stale = classify(upstream.StaleConnection("idle close"))
+    assert stale.retryable(idempotent=True, replayable=True)
+    assert not stale.retryable(idempotent=False, replayable=True)
 
 
 @pytest.mark.parametrize(

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from proxy.headers import (
     connection_tokens,
+    downstream_headers_from_raw,
     downstream_response_headers,
     request_id_for,
+    upstream_request_head,
     upstream_request_headers,
 )
 
@@ -104,3 +107,66 @@ def test_response_headers_drop_hop_by_hop_and_keep_framing_and_encoding() -> Non
 def test_upstream_request_id_in_response_wins() -> None:
     out = downstream_response_headers(_h(("X-Request-ID", "theirs")), request_id="ours")
     assert out.getall("X-Request-ID") == ["theirs"]
+
+
+def _head(headers: CIMultiDictProxy[str], *, chunked: bool = False) -> bytes:
+    return upstream_request_head(
+        "POST",
+        "/a%2Fb?x=1",
+        headers,
+        client_ip="10.0.0.9",
+        scheme="http",
+        request_id="rid",
+        default_host="10.1.1.1:8080",
+        chunked=chunked,
+    )
+
+
+def test_request_head_bytes_carry_the_same_fields_as_the_multidict() -> None:
+    headers = _h(
+        ("Host", "shop"),
+        ("Connection", "X-Hop"),
+        ("X-Hop", "1"),
+        ("X-Forwarded-For", "1.1.1.1"),
+        ("Content-Length", "3"),
+        ("X-Name", "caf\u00e9"),
+    )
+    head = _head(headers)
+    lines = head.decode().split("\r\n")
+    assert lines[0] == "POST /a%2Fb?x=1 HTTP/1.1"
+    assert lines[-2:] == ["", ""]
+    assert lines[1:-2] == [f"{k}: {v}" for k, v in _up(headers).items()]
+    assert "X-Name: caf\u00e9".encode() in head  # the bytes the client sent, unchanged
+
+
+def test_request_head_adds_host_when_the_client_sent_none_and_chunked_framing() -> None:
+    head = _head(_h(("Transfer-Encoding", "chunked")), chunked=True)
+    assert head.count(b"Transfer-Encoding") == 1
+    assert head.endswith(b"Host: 10.1.1.1:8080\r\nTransfer-Encoding: chunked\r\n\r\n")
+
+
+def test_request_head_refuses_line_breaks_inside_fields() -> None:
+    with pytest.raises(ValueError, match="line break"):
+        _head(_h(("Host", "a"), ("X-Evil", "1\r\nX-Injected: 2")))
+
+
+def test_raw_response_headers_follow_the_same_rules() -> None:
+    raw = [
+        (b"Content-Length", b"10"),
+        (b"Transfer-Encoding", b"chunked"),
+        (b"Connection", b"X-Secret, close"),
+        (b"X-Secret", b"s"),
+        (b"Set-Cookie", b"a=1"),
+        (b"Set-Cookie", b"b=2"),
+        (b"X-Name", "caf\u00e9".encode()),
+    ]
+    out = downstream_headers_from_raw(raw, request_id="rid")
+    assert list(out.items()) == [
+        ("Content-Length", "10"),
+        ("Set-Cookie", "a=1"),
+        ("Set-Cookie", "b=2"),
+        ("X-Name", "caf\u00e9"),
+        ("X-Request-ID", "rid"),
+    ]
+    theirs = downstream_headers_from_raw([(b"x-request-id", b"t")], request_id="ours")
+    assert theirs.getall("X-Request-ID") == ["t"]
