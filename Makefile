@@ -24,7 +24,7 @@ envtest:
 
 # The whole suite: unit, integration on loopback, and the real control plane.
 test: install system-deps
-	KUBEBUILDER_ASSETS="$$(hack/envtest.sh)" $(BIN)/pytest
+	assets="$$(hack/envtest.sh)" && KUBEBUILDER_ASSETS="$$assets" $(BIN)/pytest
 
 unit: install
 	$(BIN)/pytest tests/unit
