@@ -28,7 +28,9 @@ HOP_BY_HOP = frozenset(
 )
 
 # Set by the proxy from what it saw itself; client-supplied values are replaced, never trusted.
-_SET_BY_PROXY = frozenset({"x-forwarded-proto", "x-forwarded-host", "x-request-id"})
+# `Expect: 100-continue` is answered by the proxy itself (proxy.forwarding), which then sends
+# the body straight away, so the backend has nothing to answer it with.
+_SET_BY_PROXY = frozenset({"x-forwarded-proto", "x-forwarded-host", "x-request-id", "expect"})
 
 REQUEST_ID = "X-Request-ID"
 # Request ids must be unique, not secret: a PRNG seeded once from the OS is enough, and spares
@@ -148,22 +150,32 @@ def downstream_response_headers(headers: MultiMapping[str], *, request_id: str) 
 
 
 _HOP_BY_HOP_BYTES = frozenset(name.encode() for name in HOP_BY_HOP)
+_RESPONSE_SPECIAL = _HOP_BY_HOP_BYTES | {b"x-request-id"}
 
 
 def downstream_headers_from_raw(
     raw: list[tuple[bytes, bytes]], *, request_id: str
-) -> CIMultiDict[str]:
-    """`downstream_response_headers` for a head as received: (name, value) byte pairs."""
-    out: CIMultiDict[str] = CIMultiDict()
-    nominated: list[str] = []
+) -> list[tuple[str, str]]:
+    """`downstream_response_headers` for a head as received, (name, value) byte pairs in and
+    str pairs out: a list, because the response that takes it builds its own multidict."""
+    out: list[tuple[str, str]] = []
+    nominated: list[bytes] = []
+    has_id = False
     for name, value in raw:
-        if name.lower() in _HOP_BY_HOP_BYTES:
-            if name.lower() == b"connection":
-                nominated += value.decode("latin-1").split(",")
-            continue
-        out.add(name.decode("utf-8", "surrogateescape"), value.decode("utf-8", "surrogateescape"))
-    for token in nominated:
-        out.popall(token.strip(), None)
-    if REQUEST_ID not in out:
-        out[REQUEST_ID] = request_id
+        lower = name.lower()
+        if lower in _RESPONSE_SPECIAL:
+            if lower == b"x-request-id":
+                has_id = True
+            else:
+                if lower == b"connection":
+                    nominated += (token.strip().lower() for token in value.split(b","))
+                continue
+        out.append(
+            (name.decode("utf-8", "surrogateescape"), value.decode("utf-8", "surrogateescape"))
+        )
+    if nominated:
+        gone = {token.decode("latin-1") for token in nominated}
+        out = [(name, value) for name, value in out if name.lower() not in gone]
+    if not has_id:
+        out.append((REQUEST_ID, request_id))
     return out

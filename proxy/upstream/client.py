@@ -25,6 +25,7 @@ from collections.abc import AsyncIterable
 from proxy.model import Endpoint
 from proxy.upstream.connection import UpstreamConnection
 from proxy.upstream.failures import ConnectFailed, ConnectTimeout, StaleConnection, UpstreamError
+from proxy.upstream.timers import Watchdog
 
 Body = bytes | AsyncIterable[bytes] | None
 
@@ -78,9 +79,10 @@ class UpstreamClient:
         total_timeout_seconds: float | None = None,
     ) -> None:
         self._connect_timeout = connect_timeout_seconds
-        self._idle_timeout = idle_timeout_seconds
         self._keepalive = keepalive_seconds
-        self._total_timeout = total_timeout_seconds
+        self._watchdog = Watchdog(
+            idle_seconds=idle_timeout_seconds, total_seconds=total_timeout_seconds
+        )
         # Mutable state: idle connections per (host, port) with the loop time they went idle,
         # oldest first; the pending sweep of expired ones.
         self._idle: dict[tuple[str, int], list[tuple[UpstreamConnection, float]]] = {}
@@ -129,6 +131,7 @@ class UpstreamClient:
     async def close(self) -> None:
         """Close every idle connection; connections in use close when their exchange ends."""
         self._closed = True
+        self._watchdog.close()
         if self._sweep is not None:
             self._sweep.cancel()
             self._sweep = None
@@ -151,11 +154,11 @@ class UpstreamClient:
 
     async def _connect(self, key: tuple[str, int]) -> UpstreamConnection:
         loop = asyncio.get_running_loop()
-        idle = self._idle_timeout
+        watchdog = self._watchdog
         try:
             async with asyncio.timeout(self._connect_timeout):
                 _, conn = await loop.create_connection(
-                    lambda: UpstreamConnection(loop, idle_timeout_seconds=idle), *key
+                    lambda: UpstreamConnection(loop, watchdog=watchdog), *key
                 )
         except TimeoutError:
             raise ConnectTimeout(f"connect to {key[0]}:{key[1]} timed out") from None
@@ -172,7 +175,7 @@ class UpstreamClient:
         chunked: bool,
         head_only: bool,
     ) -> UpstreamResponse:
-        conn.begin(head_only=head_only, total_timeout_seconds=self._total_timeout)
+        conn.begin(head_only=head_only)
         try:
             if body is None:
                 conn.write(head)

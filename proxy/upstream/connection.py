@@ -1,14 +1,11 @@
 """One keep-alive HTTP/1.1 connection to a backend: an asyncio.Protocol with httptools.
 
-One exchange at a time, never pipelined. The request goes out as written by the caller; the
-response head is parsed into raw (name, value) pairs and the body is buffered until the caller
-takes it. Flow control both ways: writing waits while the transport's buffer is over its high
-mark (`drain`), and reading pauses while more than `_READ_HIGH_BYTES` are buffered and untaken,
-so a slow client holds at most that much of an upstream body in memory.
-
-Interim 1xx answers are skipped. A HEAD request's answer has no body whatever its headers
-say; the parser cannot be told so, and gets replaced before the next exchange. A body without
-Content-Length or chunked framing ends when the backend closes the connection.
+One exchange at a time, never pipelined. The request goes out as the caller wrote it; the
+answer's head is parsed into raw (name, value) pairs and its body buffered until taken.
+Reading pauses while more than `_READ_HIGH_BYTES` are buffered and untaken, so a slow client
+holds at most that much of an upstream body in memory; writing waits on the transport
+(proxy.upstream.sending). Interim 1xx answers are skipped. A HEAD answer has no body whatever
+its headers say; the parser cannot be told so, and is replaced before the next exchange.
 """
 
 from __future__ import annotations
@@ -24,10 +21,11 @@ from proxy.upstream.failures import (
     NoResponse,
     StaleConnection,
     UpstreamError,
+    UpstreamTimeout,
 )
 from proxy.upstream.framing import ends_at_close, keeps_alive
 from proxy.upstream.sending import BodySender
-from proxy.upstream.timers import ExchangeTimers
+from proxy.upstream.timers import Watchdog
 
 _READ_HIGH_BYTES = 256 * 1024
 
@@ -35,11 +33,9 @@ _READ_HIGH_BYTES = 256 * 1024
 class UpstreamConnection(asyncio.Protocol):
     """The protocol side of one upstream connection; `UpstreamClient` drives its exchanges."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, *, idle_timeout_seconds: float) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, *, watchdog: Watchdog) -> None:
         self._loop = loop
-        self._timers = ExchangeTimers(
-            loop, idle_timeout_seconds, client_holds=self._client_holds, on_expiry=self.fail
-        )
+        self._watchdog = watchdog
         self._parser = httptools.HttpResponseParser(self)
         # Mutable state of the connection:
         self._parser_spent = False  # after a HEAD answer: the parser still expects its body
@@ -52,6 +48,8 @@ class UpstreamConnection(asyncio.Protocol):
         self._active = False
         self._head_only = False
         self._received = 0
+        self._started = 0.0  # loop time the exchange began (total timeout)
+        self._last_activity = 0.0  # loop time of the backend's last progress (idle timeout)
         self._waiter: asyncio.Future[None] | None = None
         self._interim = False
         self._read_paused = False
@@ -81,7 +79,7 @@ class UpstreamConnection(asyncio.Protocol):
             self.abort()
             return
         self._received += len(data)
-        self._timers.last_activity = self._loop.time()
+        self._last_activity = self._loop.time()
         try:
             self._parser.feed_data(data)
         except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
@@ -173,8 +171,8 @@ class UpstreamConnection(asyncio.Protocol):
 
     # -- the exchange, driven by UpstreamClient and UpstreamResponse -----------------------
 
-    def begin(self, *, head_only: bool, total_timeout_seconds: float | None) -> None:
-        """Start an exchange: reset its state and arm the idle (and total) timers."""
+    def begin(self, *, head_only: bool) -> None:
+        """Start an exchange: reset its state; the watchdog keeps an eye on its deadlines."""
         if self._parser_spent:
             self._parser = httptools.HttpResponseParser(self)
             self._parser_spent = False
@@ -187,7 +185,8 @@ class UpstreamConnection(asyncio.Protocol):
         self.status = 0
         self.head_done = False
         self.complete = False
-        self._timers.start(total_timeout_seconds)
+        self._started = self._last_activity = self._loop.time()
+        self._watchdog.watch(self)
 
     def usable(self) -> bool:
         """Not known to be closed: the transport is open and the backend sent no EOF."""
@@ -208,13 +207,14 @@ class UpstreamConnection(asyncio.Protocol):
             self.transport.write(pieces[0])
         else:
             self.transport.writelines(pieces)
-        self._timers.last_activity = self._loop.time()  # progress counts for the idle timer
+        self._last_activity = self._loop.time()  # progress counts for the idle timer
 
     async def wait_head(self) -> None:
         while not self.head_done:
             if self.error is not None:
                 raise self.error
-            await self._wait()
+            self._waiter = self._loop.create_future()  # _wake() resolves it
+            await self._waiter
 
     def take(self) -> bytes:
         """Everything buffered so far (b"" if nothing); reading resumes if it was paused."""
@@ -226,7 +226,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._buffered = 0
         if self._read_paused and self.transport is not None:
             self._read_paused = False
-            self._timers.last_activity = self._loop.time()
+            self._last_activity = self._loop.time()
             self.transport.resume_reading()
         return data
 
@@ -240,14 +240,15 @@ class UpstreamConnection(asyncio.Protocol):
         if not self._body and not self.complete:
             if self.error is not None:
                 raise self.error
-            await self._wait()
+            self._waiter = self._loop.create_future()
+            await self._waiter
             if not self._body and self.error is not None:
                 raise self.error
 
     def finish(self) -> bool:
         """End the exchange; True if the connection may serve another one."""
         self._active = False
-        self._timers.stop()
+        self._watchdog.unwatch(self)
         self._sender.cancel()
         self.exchanges += 1
         self._body = []
@@ -262,7 +263,7 @@ class UpstreamConnection(asyncio.Protocol):
         if self.error is None:
             self.error = error
         self.reusable = False
-        self._timers.stop()
+        self._watchdog.unwatch(self)
         self._wake()
         self.abort()
 
@@ -273,13 +274,6 @@ class UpstreamConnection(asyncio.Protocol):
 
     # -- internals -------------------------------------------------------------------------
 
-    async def _wait(self) -> None:
-        waiter = self._waiter = self._loop.create_future()
-        try:
-            await waiter
-        finally:
-            self._waiter = None
-
     def _wake(self) -> None:
         waiter = self._waiter
         if waiter is not None and not waiter.done():
@@ -287,9 +281,18 @@ class UpstreamConnection(asyncio.Protocol):
 
     def _message_done(self) -> None:
         self.complete = True
-        self._timers.stop()
+        self._watchdog.unwatch(self)
         self._wake()
 
-    def _client_holds(self) -> bool:
-        # Reading paused or data untaken: the proxy's client is the slow side, not the backend.
-        return self._read_paused or bool(self._body)
+    def check(self, now: float) -> None:
+        """Fail the exchange if it passed the total limit, or if the backend was silent for
+        the idle limit. Time with reading paused or data untaken is the proxy's client being
+        slow, not the backend, and does not count."""
+        watchdog = self._watchdog
+        total = watchdog.total_seconds
+        if total is not None and now - self._started >= total:
+            self.fail(UpstreamTimeout(f"upstream exchange over its {total:g} s limit"))
+        elif self._read_paused or self._body:
+            self._last_activity = now
+        elif now - self._last_activity >= watchdog.idle_seconds:
+            self.fail(UpstreamTimeout(f"upstream silent for {watchdog.idle_seconds:g} s"))

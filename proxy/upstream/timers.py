@@ -1,74 +1,62 @@
-"""The two clocks of an upstream exchange: idle (no progress) and total.
+"""Idle and total deadlines of upstream exchanges, checked by one shared timer.
 
-One idle timer per exchange, pushed back when it fires early instead of re-armed on every
-read: a read costs one clock reading (`last_activity`), not a timer cancel and create.
+A timer per exchange (armed, then cancelled when the answer arrives a millisecond later) costs
+more than the rest of the client's bookkeeping. Instead every exchange in flight is in one set,
+and a single timer sweeps it every `tick` seconds while the set is not empty; each connection
+judges its own deadlines (`Watched.check`). A deadline is thus noticed up to one tick late;
+the tick is a tenth of the shortest limit, at most a second.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
-
-from proxy.upstream.failures import UpstreamError, UpstreamTimeout
+from typing import Protocol
 
 
-class ExchangeTimers:
-    """Calls `on_expiry` once the backend made no progress for `idle_seconds` (time while
-    `client_holds()`, i.e. the proxy is not reading because its client is slow, does not
-    count), or once `total_seconds` passed since `start`."""
+class Watched(Protocol):
+    """An exchange in flight (UpstreamConnection): fails itself if a deadline passed."""
 
-    __slots__ = (
-        "_client_holds",
-        "_deadline",
-        "_idle",
-        "_loop",
-        "_on_expiry",
-        "_timer",
-        "last_activity",
-    )
+    def check(self, now: float) -> None: ...
 
-    def __init__(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        idle_seconds: float,
-        *,
-        client_holds: Callable[[], bool],
-        on_expiry: Callable[[UpstreamError], None],
-    ) -> None:
-        self._loop = loop
-        self._idle = idle_seconds
-        self._client_holds = client_holds
-        self._on_expiry = on_expiry
-        self._timer: asyncio.TimerHandle | None = None
-        self._deadline: asyncio.TimerHandle | None = None
-        self.last_activity = 0.0  # loop time of the last progress; set by the connection
 
-    def start(self, total_seconds: float | None) -> None:
-        loop = self._loop
-        self.last_activity = now = loop.time()
-        self._timer = loop.call_at(now + self._idle, self._idle_check)
-        if total_seconds is not None:
-            self._deadline = loop.call_at(now + total_seconds, self._total_expired)
+class Watchdog:
+    """The exchanges in flight of one client and the timer that sweeps them."""
 
-    def stop(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        if self._deadline is not None:
-            self._deadline.cancel()
-            self._deadline = None
+    __slots__ = ("_busy", "_handle", "idle_seconds", "tick_seconds", "total_seconds")
 
-    def _idle_check(self) -> None:
-        now = self._loop.time()
-        due = self.last_activity + self._idle
-        if now < due or self._client_holds():
-            self._timer = self._loop.call_at(max(due, now + 0.05), self._idle_check)
-            return
-        self._timer = None
-        self.stop()
-        self._on_expiry(UpstreamTimeout(f"upstream silent for {self._idle:g} s"))
+    def __init__(self, *, idle_seconds: float, total_seconds: float | None = None) -> None:
+        self.idle_seconds = idle_seconds
+        self.total_seconds = total_seconds
+        shortest = min(idle_seconds, total_seconds) if total_seconds else idle_seconds
+        self.tick_seconds = min(1.0, max(0.01, shortest / 10))
+        # Mutable state: the exchanges in flight; the pending sweep while there are any.
+        self._busy: set[Watched] = set()
+        self._handle: asyncio.TimerHandle | None = None
 
-    def _total_expired(self) -> None:
-        self._deadline = None
-        self.stop()
-        self._on_expiry(UpstreamTimeout("upstream exchange over its total time limit"))
+    def __repr__(self) -> str:
+        return f"<Watchdog {len(self._busy)} exchanges, tick {self.tick_seconds:g} s>"
+
+    def watch(self, exchange: Watched) -> None:
+        self._busy.add(exchange)
+        if self._handle is None:
+            self._handle = asyncio.get_running_loop().call_later(self.tick_seconds, self._run)
+
+    def unwatch(self, exchange: Watched) -> None:
+        self._busy.discard(exchange)
+
+    def sweep(self, now: float) -> None:
+        """Let every exchange in flight check its deadlines against `now`."""
+        for exchange in list(self._busy):
+            exchange.check(now)
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+    def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._handle = None
+        self.sweep(loop.time())
+        if self._busy:
+            self._handle = loop.call_later(self.tick_seconds, self._run)

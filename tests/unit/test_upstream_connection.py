@@ -10,6 +10,7 @@ import pytest
 from proxy.upstream import BrokenResponse, NoResponse, StaleConnection, UpstreamTimeout
 from proxy.upstream.connection import UpstreamConnection
 from proxy.upstream.framing import chunk_frame, ends_at_close, keeps_alive
+from proxy.upstream.timers import Watchdog
 
 
 class FakeTransport:
@@ -43,8 +44,11 @@ class FakeTransport:
             self.protocol.connection_lost(None)
 
 
-def connection(*, idle_seconds: float = 60.0) -> tuple[UpstreamConnection, FakeTransport]:
-    conn = UpstreamConnection(asyncio.get_running_loop(), idle_timeout_seconds=idle_seconds)
+def connection(
+    *, idle_seconds: float = 60.0, total_seconds: float | None = None
+) -> tuple[UpstreamConnection, FakeTransport]:
+    watchdog = Watchdog(idle_seconds=idle_seconds, total_seconds=total_seconds)
+    conn = UpstreamConnection(asyncio.get_running_loop(), watchdog=watchdog)
     transport = FakeTransport()
     transport.protocol = conn
     conn.connection_made(transport)  # type: ignore[arg-type]
@@ -59,7 +63,7 @@ def whole_body(conn: UpstreamConnection) -> bytes:
 
 async def test_a_response_with_content_length_completes_and_keeps_the_connection() -> None:
     conn, _ = connection()
-    conn.begin(head_only=False, total_timeout_seconds=None)
+    conn.begin(head_only=False)
     conn.data_received(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: 1\r\n\r\nhello")
     await conn.wait_head()
     assert (conn.status, conn.reason) == (200, b"OK")
@@ -71,7 +75,7 @@ async def test_a_response_with_content_length_completes_and_keeps_the_connection
 
 async def test_interim_answers_are_skipped() -> None:
     conn, _ = connection()
-    conn.begin(head_only=False, total_timeout_seconds=None)
+    conn.begin(head_only=False)
     conn.data_received(
         b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n"
     )
@@ -84,12 +88,12 @@ async def test_interim_answers_are_skipped() -> None:
 
 async def test_head_answer_has_no_body_and_the_next_exchange_parses_cleanly() -> None:
     conn, _ = connection()
-    conn.begin(head_only=True, total_timeout_seconds=None)
+    conn.begin(head_only=True)
     conn.data_received(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")
     await conn.wait_head()
     assert whole_body(conn) == b""
     assert conn.finish() is True
-    conn.begin(head_only=False, total_timeout_seconds=None)
+    conn.begin(head_only=False)
     conn.data_received(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
     await conn.wait_head()
     assert whole_body(conn) == b"ok"
@@ -98,7 +102,7 @@ async def test_head_answer_has_no_body_and_the_next_exchange_parses_cleanly() ->
 @pytest.mark.parametrize("status", [204, 304])
 async def test_no_body_statuses(status: int) -> None:
     conn, _ = connection()
-    conn.begin(head_only=False, total_timeout_seconds=None)
+    conn.begin(head_only=False)
     conn.data_received(f"HTTP/1.1 {status} X\r\nETag: a\r\n\r\n".encode())
     await conn.wait_head()
     assert whole_body(conn) == b""
@@ -107,7 +111,7 @@ async def test_no_body_statuses(status: int) -> None:
 
 async def test_chunked_body_is_unframed() -> None:
     conn, _ = connection()
-    conn.begin(head_only=False, total_timeout_seconds=None)
+    conn.begin(head_only=False)
     conn.data_received(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n")
     await conn.wait_head()
     assert conn.take() == b"abc"
@@ -118,7 +122,7 @@ async def test_chunked_body_is_unframed() -> None:
 
 async def test_body_until_close_ends_at_eof_and_the_connection_is_not_reused() -> None:
     conn, _ = connection()
-    conn.begin(head_only=False, total_timeout_seconds=None)
+    conn.begin(head_only=False)
     conn.data_received(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nabc")
     await conn.wait_head()
     assert conn.take() == b"abc"
@@ -129,7 +133,7 @@ async def test_body_until_close_ends_at_eof_and_the_connection_is_not_reused() -
 
 async def test_connection_close_from_the_backend_means_no_reuse() -> None:
     conn, transport = connection()
-    conn.begin(head_only=False, total_timeout_seconds=None)
+    conn.begin(head_only=False)
     conn.data_received(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
     await conn.wait_head()
     assert conn.finish() is False
@@ -138,7 +142,7 @@ async def test_connection_close_from_the_backend_means_no_reuse() -> None:
 
 async def test_broken_mid_body() -> None:
     conn, _ = connection()
-    conn.begin(head_only=False, total_timeout_seconds=None)
+    conn.begin(head_only=False)
     conn.data_received(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc")
     await conn.wait_head()
     conn.connection_lost(ConnectionResetError())
@@ -149,7 +153,7 @@ async def test_broken_mid_body() -> None:
 
 async def test_closed_before_a_response_on_a_fresh_connection_is_no_response() -> None:
     conn, _ = connection()
-    conn.begin(head_only=False, total_timeout_seconds=None)
+    conn.begin(head_only=False)
     conn.connection_lost(None)
     with pytest.raises(NoResponse) as caught:
         await conn.wait_head()
@@ -158,11 +162,11 @@ async def test_closed_before_a_response_on_a_fresh_connection_is_no_response() -
 
 async def test_reused_connection_closed_without_a_byte_is_stale() -> None:
     conn, _ = connection()
-    conn.begin(head_only=False, total_timeout_seconds=None)
+    conn.begin(head_only=False)
     conn.data_received(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
     await conn.wait_head()
     assert conn.finish()
-    conn.begin(head_only=False, total_timeout_seconds=None)
+    conn.begin(head_only=False)
     conn.connection_lost(ConnectionResetError())
     with pytest.raises(StaleConnection):
         await conn.wait_head()
@@ -170,11 +174,11 @@ async def test_reused_connection_closed_without_a_byte_is_stale() -> None:
 
 async def test_reused_connection_closed_after_part_of_a_head_is_not_stale() -> None:
     conn, _ = connection()
-    conn.begin(head_only=False, total_timeout_seconds=None)
+    conn.begin(head_only=False)
     conn.data_received(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
     await conn.wait_head()
     assert conn.finish()
-    conn.begin(head_only=False, total_timeout_seconds=None)
+    conn.begin(head_only=False)
     conn.data_received(b"HTTP/1.1 200")
     conn.connection_lost(None)
     with pytest.raises(NoResponse) as caught:
@@ -184,7 +188,7 @@ async def test_reused_connection_closed_after_part_of_a_head_is_not_stale() -> N
 
 async def test_garbage_is_no_response_and_drops_the_connection() -> None:
     conn, transport = connection()
-    conn.begin(head_only=False, total_timeout_seconds=None)
+    conn.begin(head_only=False)
     conn.data_received(b"SSH-2.0-OpenSSH\r\n\r\n")
     with pytest.raises(NoResponse):
         await conn.wait_head()
@@ -199,7 +203,7 @@ async def test_bytes_while_idle_drop_the_connection() -> None:
 
 async def test_reading_pauses_while_the_buffer_is_full_and_resumes_when_taken() -> None:
     conn, transport = connection()
-    conn.begin(head_only=False, total_timeout_seconds=None)
+    conn.begin(head_only=False)
     size = 1024 * 1024
     conn.data_received(f"HTTP/1.1 200 OK\r\nContent-Length: {size}\r\n\r\n".encode())
     await conn.wait_head()
@@ -209,11 +213,47 @@ async def test_reading_pauses_while_the_buffer_is_full_and_resumes_when_taken() 
     assert transport.reading
 
 
-async def test_total_timeout_fails_the_exchange() -> None:
-    conn, _ = connection()
-    conn.begin(head_only=False, total_timeout_seconds=0.0)  # due at once: no real waiting
-    with pytest.raises(UpstreamTimeout):
+async def test_idle_deadline_counts_only_the_backends_silence() -> None:
+    conn, _ = connection(idle_seconds=10.0)
+    conn.begin(head_only=False)
+    now = asyncio.get_running_loop().time()
+    conn.check(now + 5)
+    conn.data_received(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc")
+    await conn.wait_head()
+    conn.check(now + 30)  # data untaken: the client is the slow side
+    assert conn.take() == b"abc"
+    conn.check(now + 39)
+    assert conn.error is None
+    conn.check(now + 41)  # silent for 10 s since the client took the data
+    with pytest.raises(UpstreamTimeout, match="silent"):
+        await conn.wait_body()
+
+
+async def test_total_deadline() -> None:
+    conn, _ = connection(total_seconds=30.0)
+    conn.begin(head_only=False)
+    conn.check(asyncio.get_running_loop().time() + 31)
+    with pytest.raises(UpstreamTimeout, match="limit"):
         await conn.wait_head()
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.checked: list[float] = []
+
+    def check(self, now: float) -> None:
+        self.checked.append(now)
+
+
+def test_watchdog_sweeps_only_what_is_in_flight() -> None:
+    watchdog = Watchdog(idle_seconds=60.0, total_seconds=5.0)
+    assert watchdog.tick_seconds == 0.5
+    busy, done = Recorder(), Recorder()
+    watchdog._busy.update((busy, done))  # watch() would arm the loop's timer
+    watchdog.unwatch(done)
+    watchdog.sweep(7.0)
+    assert (busy.checked, done.checked) == ([7.0], [])
+    assert repr(watchdog) == "<Watchdog 1 exchanges, tick 0.5 s>"
 
 
 def test_framing_rules() -> None:
