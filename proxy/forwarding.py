@@ -34,7 +34,7 @@ from proxy.headers import (
 )
 from proxy.model import Endpoint, HashOn
 from proxy.pool import Pool
-from proxy.relay import RelayedResponse, relay_response
+from proxy.relay import RelayedResponse, RelayResult, relay_response
 from proxy.retry_budget import RetryBudget
 from proxy.routing import Router
 from proxy.settings import Settings
@@ -292,9 +292,17 @@ class Forwarder:
                         failure = classify(exc)
                     else:
                         pool.report_status(upstream, endpoint, upstream_response.status)
-                        return await self._relay(
-                            request, upstream_response, upstream, endpoint, outcome, request_id
+                        outcome.status = upstream_response.status
+                        response = RelayedResponse(
+                            status=upstream_response.status,
+                            reason=upstream_response.reason,
+                            headers=downstream_headers_from_raw(
+                                upstream_response.headers, request_id=request_id
+                            ),
                         )
+                        result = await relay_response(request, upstream_response, response)
+                        self._relayed(result, upstream, endpoint, outcome)
+                        return response
                 finally:
                     pool.release(endpoint)
                     if holding_retry:
@@ -356,21 +364,9 @@ class Forwarder:
             400, "Request body could not be read", request_id=request_id, close=True
         )
 
-    async def _relay(
-        self,
-        request: web.BaseRequest,
-        upstream_response: UpstreamResponse,
-        upstream: str,
-        endpoint: Endpoint,
-        outcome: Outcome,
-        request_id: str,
-    ) -> web.StreamResponse:
-        outcome.status = upstream_response.status
-        headers = downstream_headers_from_raw(upstream_response.headers, request_id=request_id)
-        response = RelayedResponse(
-            status=upstream_response.status, reason=upstream_response.reason, headers=headers
-        )
-        result = await relay_response(request, upstream_response, response)
+    def _relayed(
+        self, result: RelayResult, upstream: str, endpoint: Endpoint, outcome: Outcome
+    ) -> None:
         outcome.bytes_sent = result.bytes_sent
         if result.upstream_error is not None:
             outcome.error = result.upstream_error
@@ -380,7 +376,6 @@ class Forwarder:
             )
         elif result.client_error is not None:
             outcome.error = result.client_error
-        return response
 
     async def _websocket(
         self,

@@ -109,14 +109,33 @@ class UpstreamClient:
         head arrived. `head_only`: a HEAD request, whose answer has no body."""
         key = (endpoint.host, endpoint.port)
         conn = self._idle_connection(key)
-        if conn is not None:
+        fresh = conn is None
+        while True:
+            if conn is None:
+                conn = await self._connect(key)
+            conn.begin(head_only=head_only)
+            if body is None:
+                conn.write(head)
+            elif isinstance(body, bytes):
+                conn.write(head + body)  # one write for the usual small request
+            else:
+                conn.write(head)
+                conn.send_body(body, chunked=chunked)
             try:
-                return await self._exchange(key, conn, head, body, chunked, head_only)
-            except StaleConnection:
-                if not retry_stale:
-                    raise
-        conn = await self._connect(key)
-        return await self._exchange(key, conn, head, body, chunked, head_only)
+                # Waited for here rather than in a coroutine of the connection's: every
+                # request passes this await, and each nested coroutine costs on the way.
+                while not conn.head_done:
+                    if conn.error is not None:
+                        raise conn.error
+                    await conn.event()
+            except (UpstreamError, asyncio.CancelledError) as exc:
+                conn.reusable = False
+                conn.finish()
+                if isinstance(exc, StaleConnection) and retry_stale and not fresh:
+                    conn, fresh = None, True
+                    continue
+                raise
+            return UpstreamResponse(self, key, conn)
 
     def park(self, key: tuple[str, int], conn: UpstreamConnection) -> None:
         """Keep a connection whose exchange finished cleanly for the next request."""
@@ -165,31 +184,6 @@ class UpstreamClient:
         except OSError as exc:
             raise ConnectFailed(exc) from exc
         return conn
-
-    async def _exchange(
-        self,
-        key: tuple[str, int],
-        conn: UpstreamConnection,
-        head: bytes,
-        body: Body,
-        chunked: bool,
-        head_only: bool,
-    ) -> UpstreamResponse:
-        conn.begin(head_only=head_only)
-        try:
-            if body is None:
-                conn.write(head)
-            elif isinstance(body, bytes):
-                conn.write(head + body)  # one write for the usual small request
-            else:
-                conn.write(head)
-                conn.send_body(body, chunked=chunked)
-            await conn.wait_head()
-        except (UpstreamError, asyncio.CancelledError):
-            conn.reusable = False
-            conn.finish()
-            raise
-        return UpstreamResponse(self, key, conn)
 
     def _expire(self) -> None:
         self._sweep = None

@@ -209,12 +209,16 @@ class UpstreamConnection(asyncio.Protocol):
             self.transport.writelines(pieces)
         self._last_activity = self._loop.time()  # progress counts for the idle timer
 
+    def event(self) -> asyncio.Future[None]:
+        """A future resolved at the next change: head, body, end or failure."""
+        waiter = self._waiter = self._loop.create_future()
+        return waiter
+
     async def wait_head(self) -> None:
         while not self.head_done:
             if self.error is not None:
                 raise self.error
-            self._waiter = self._loop.create_future()  # _wake() resolves it
-            await self._waiter
+            await self.event()
 
     def take(self) -> bytes:
         """Everything buffered so far (b"" if nothing); reading resumes if it was paused."""
@@ -240,8 +244,7 @@ class UpstreamConnection(asyncio.Protocol):
         if not self._body and not self.complete:
             if self.error is not None:
                 raise self.error
-            self._waiter = self._loop.create_future()
-            await self._waiter
+            await self.event()
             if not self._body and self.error is not None:
                 raise self.error
 
