@@ -27,6 +27,7 @@ from proxy.admission import refusal
 from proxy.body import StreamedBody
 from proxy.errors import NO_HEALTHY_BACKENDS, NO_ROUTE, Failure, classify, error_response
 from proxy.headers import (
+    downstream_head_from_raw,
     downstream_headers_from_raw,
     request_id_for,
     upstream_request_head,
@@ -34,7 +35,7 @@ from proxy.headers import (
 )
 from proxy.model import Endpoint, HashOn
 from proxy.pool import Pool
-from proxy.relay import RelayedResponse, RelayResult, relay_response
+from proxy.relay import RelayedResponse, RelayResult, SentResponse, relay_response, send_whole
 from proxy.retry_budget import RetryBudget
 from proxy.routing import Router
 from proxy.settings import Settings
@@ -106,6 +107,29 @@ class Outcome:
         self.bytes_sent = 0
         self.retries = 0
         self.error = ""
+
+
+def _whole_head(
+    request: web.BaseRequest, upstream_response: UpstreamResponse, request_id: str
+) -> bytes | None:
+    """The client's response head if the answer can go out by `send_whole`: it arrived whole
+    with a Content-Length, the client speaks HTTP/1.1, and the answer has a body of its own
+    (not to HEAD, not 204 or 304)."""
+    status = upstream_response.status
+    if (
+        not upstream_response.complete
+        or request.version != aiohttp.HttpVersion11
+        or request.method == "HEAD"
+        or status in (204, 304)
+    ):
+        return None
+    return downstream_head_from_raw(
+        status,
+        upstream_response.reason_bytes,
+        upstream_response.headers,
+        request_id=request_id,
+        keep_alive=request.keep_alive,
+    )
 
 
 def hash_key_for(request: web.BaseRequest, hash_on: HashOn) -> str | None:
@@ -293,6 +317,12 @@ class Forwarder:
                     else:
                         pool.report_status(upstream, endpoint, upstream_response.status)
                         outcome.status = upstream_response.status
+                        whole = _whole_head(request, upstream_response, request_id)
+                        if whole is not None:
+                            body = upstream_response.take()
+                            result = await send_whole(request, upstream_response, whole, body)
+                            self._relayed(result, upstream, endpoint, outcome)
+                            return SentResponse(outcome.status, keep_alive=request.keep_alive)
                         response = RelayedResponse(
                             status=upstream_response.status,
                             reason=upstream_response.reason,

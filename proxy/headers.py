@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import random
+import time
+from email.utils import formatdate
 
 from multidict import CIMultiDict, MultiMapping
 
@@ -179,3 +181,62 @@ def downstream_headers_from_raw(
     if not has_id:
         out.append((REQUEST_ID, request_id))
     return out
+
+
+_PLAIN_CONNECTION = frozenset({b"keep-alive", b"close"})
+
+
+def downstream_head_from_raw(
+    status: int,
+    reason: bytes,
+    raw: list[tuple[bytes, bytes]],
+    *,
+    request_id: str,
+    keep_alive: bool,
+) -> bytes | None:
+    """The whole HTTP/1.1 response head for the client, as bytes, by the rules of
+    `downstream_headers_from_raw`, `Connection: close` added unless `keep_alive`. Only for an
+    answer framed by Content-Length (the client gets the framing the upstream chose); None for
+    any other, and when a `Connection` header nominates fields (rare): the caller then takes
+    the general path."""
+    out = [b"HTTP/1.1 %d %s\r\n" % (status, reason)]
+    has_id = has_length = has_date = False
+    for name, value in raw:
+        lower = name.lower()
+        if lower == b"content-length":
+            has_length = True
+        elif lower == b"date":
+            has_date = True
+        elif lower in _RESPONSE_SPECIAL:
+            if lower == b"x-request-id":
+                has_id = True
+            elif lower == b"connection" and not all(
+                token.strip().lower() in _PLAIN_CONNECTION for token in value.split(b",")
+            ):
+                return None
+            else:
+                continue
+        out += (name, b": ", value, b"\r\n")
+    if not has_length:
+        return None
+    if not has_id:
+        out += (b"X-Request-ID: ", request_id.encode("utf-8", "surrogateescape"), b"\r\n")
+    if not has_date:
+        # RFC 9110 section 6.6.1: a proxy forwarding an answer without Date adds one.
+        out += (b"Date: ", _http_date(), b"\r\n")
+    if not keep_alive:
+        out.append(b"Connection: close\r\n")
+    out.append(b"\r\n")
+    return b"".join(out)
+
+
+_date: tuple[int, bytes] = (0, b"")
+
+
+def _http_date() -> bytes:
+    # Formatted once a second; the tuple is swapped whole.
+    global _date
+    now = int(time.time())
+    if _date[0] != now:
+        _date = (now, formatdate(now, usegmt=True).encode("ascii"))
+    return _date[1]

@@ -42,6 +42,19 @@ class RelayedResponse(web.StreamResponse):
     _send_headers_immediately = False
 
 
+class SentResponse(web.StreamResponse):
+    """A response `send_whole` already wrote to the client's socket, head and body in one
+    write. aiohttp's request handler takes it as finished: `_eof_sent` turns its prepare() and
+    write_eof() into no-ops and `_keep_alive` says whether the connection stays open. These
+    are private attributes, stable across aiohttp 3.x (pinned <4 in pyproject); the
+    integration tests in tests/integration/proxy catch a change."""
+
+    def __init__(self, status: int, *, keep_alive: bool) -> None:
+        super().__init__(status=status)
+        self._eof_sent = True
+        self._keep_alive = keep_alive
+
+
 @dataclass(frozen=True, slots=True)
 class RelayResult:
     bytes_sent: int
@@ -89,6 +102,26 @@ async def relay_response(
             source.release()  # the connection goes back to the keep-alive pool
         else:
             source.close()  # half-read: the connection cannot be reused
+
+
+async def send_whole(
+    request: web.BaseRequest, source: BodySource, head: bytes, body: bytes
+) -> RelayResult:
+    """The fast path for an answer that arrived whole before the proxy looked at it (most
+    small ones): `head` (built by proxy.headers.downstream_head_from_raw) and `body` in one
+    write, without aiohttp's response machinery, then wait while the client's socket is full,
+    as StreamResponse.write would."""
+    try:
+        transport = request.transport
+        if transport is None or transport.is_closing():
+            return RelayResult(0, client_error="client went away")
+        transport.write(head + body)
+        await request.writer.drain()
+        return RelayResult(len(body))
+    except ConnectionError as exc:
+        return RelayResult(0, client_error=f"client went away: {exc}")
+    finally:
+        source.release()
 
 
 def _abort(request: web.BaseRequest) -> None:

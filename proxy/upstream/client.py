@@ -34,15 +34,19 @@ class UpstreamResponse:
     """An answer whose head arrived. Drain it with `take()`/`wait()` until `done`, then
     `release()` (the connection goes back to the pool when it can); `close()` otherwise."""
 
-    __slots__ = ("_client", "_conn", "_key", "headers", "reason", "status")
+    __slots__ = ("_client", "_conn", "_key", "headers", "reason_bytes", "status")
 
     def __init__(self, client: UpstreamClient, key: tuple[str, int], conn: UpstreamConnection):
         self._client = client
         self._key = key
         self._conn = conn
         self.status = conn.status
-        self.reason = conn.reason.decode("latin-1")
+        self.reason_bytes = conn.reason
         self.headers = conn.headers  # raw (name, value) pairs, as received
+
+    @property
+    def reason(self) -> str:
+        return self.reason_bytes.decode("latin-1")
 
     def take(self) -> bytes:
         """The body bytes buffered so far, b"" if none."""
@@ -52,6 +56,11 @@ class UpstreamResponse:
     def done(self) -> bool:
         """The whole body arrived and was taken."""
         return self._conn.drained
+
+    @property
+    def complete(self) -> bool:
+        """The whole body arrived (some of it perhaps not taken yet)."""
+        return self._conn.complete
 
     async def wait(self) -> None:
         """Until more body is buffered or it ended; raises BrokenResponse/UpstreamTimeout."""

@@ -9,6 +9,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from proxy.headers import (
     connection_tokens,
+    downstream_head_from_raw,
     downstream_headers_from_raw,
     downstream_response_headers,
     request_id_for,
@@ -174,3 +175,35 @@ def test_raw_response_headers_follow_the_same_rules() -> None:
 
 def test_expect_is_answered_by_the_proxy_not_forwarded() -> None:
     assert "Expect" not in _up(_h(("Host", "a"), ("Expect", "100-continue")))
+
+
+def test_whole_response_head_as_bytes() -> None:
+    raw = [
+        (b"Date", b"Wed, 25 Nov 2026 15:00:00 GMT"),
+        (b"Content-Length", b"5"),
+        (b"Connection", b"keep-alive"),
+        (b"Keep-Alive", b"timeout=5"),
+        (b"X-Name", "caf\u00e9".encode()),
+    ]
+    head = downstream_head_from_raw(200, b"OK", raw, request_id="rid", keep_alive=False)
+    assert head == (
+        b"HTTP/1.1 200 OK\r\nDate: Wed, 25 Nov 2026 15:00:00 GMT\r\nContent-Length: 5\r\n"
+        + "X-Name: caf\u00e9".encode()
+        + b"\r\nX-Request-ID: rid\r\nConnection: close\r\n\r\n"
+    )
+    theirs = [(b"Content-Length", b"0"), (b"X-Request-ID", b"t")]
+    head = downstream_head_from_raw(404, b"Not Found", theirs, request_id="ours", keep_alive=True)
+    assert head is not None
+    assert head.startswith(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nX-Request-ID: t\r\n")
+    assert re.search(rb"\r\nDate: \w{3}, \d\d \w{3} \d{4} [\d:]{8} GMT\r\n\r\n$", head)
+    assert b"ours" not in head and b"Connection" not in head
+
+
+def test_whole_response_head_only_for_content_length_and_plain_connection() -> None:
+    def head(*raw: tuple[bytes, bytes]) -> bytes | None:
+        return downstream_head_from_raw(200, b"OK", list(raw), request_id="r", keep_alive=True)
+
+    assert head((b"Transfer-Encoding", b"chunked")) is None  # framing follows the upstream
+    assert head() is None  # ends at close
+    assert head((b"Content-Length", b"1"), (b"Connection", b"X-Secret")) is None
+    assert head((b"Content-Length", b"1"), (b"Connection", b"Keep-Alive, close")) is not None
