@@ -56,8 +56,11 @@ class GuardedRequestHandler(RequestHandler):
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
+        # Runs for every read: the common case (a whole head in one read, no timer armed)
+        # costs two attribute checks.
         if self._messages or self._request_in_progress or self._upgraded:
-            self._disarm()  # a whole head arrived (or a body / websocket frames are flowing)
+            if self._head_timer is not None:
+                self._disarm()  # a whole head arrived (or a body / frames are flowing)
         elif self._head_timer is None and self._payload_parser is None:
             self._arm()  # first bytes of a head on a kept-alive connection
 
