@@ -20,6 +20,7 @@ import random
 import sys
 import time
 import traceback
+from json.encoder import encode_basestring_ascii
 from typing import Any, TextIO
 
 from pythonjsonlogger.core import RESERVED_ATTRS
@@ -41,6 +42,31 @@ _LEVELS = {
 _RESERVED = (*RESERVED_ATTRS, "taskName", "event")
 _RESERVED_SET = frozenset(_RESERVED)
 _LEADING = frozenset(("timestamp", "level", "event", "message", "logger"))
+# The keys of an access line after the leading ones.
+_ACCESS_KEYS = frozenset(
+    (
+        "method",
+        "path",
+        "status",
+        "upstream",
+        "backend",
+        "duration_ms",
+        "bytes_sent",
+        "request_id",
+        "client",
+        "retries",
+    )
+)
+# json's own string encoder (C, ASCII output), as JSONEncoder uses with its defaults.
+_quote = encode_basestring_ascii
+
+
+def _plain_extra(extra: dict[str, object]) -> bool:
+    # Extra fields the text path writes exactly as the dict path would: none replaces a
+    # standard key in place, none collides with a renamed leading key (`extra_message`).
+    return _ACCESS_KEYS.isdisjoint(extra) and not any(k.startswith("extra_") for k in extra)
+
+
 # Record attribute holding a prepared field dict (the access log's shortcut; see add_fields).
 _FIELDS = "_kubeferry_fields"
 
@@ -163,6 +189,10 @@ class JsonLineFormatter(JsonFormatter):
     def jsonify_log_record(self, log_data: dict[str, Any]) -> str:
         return self._encoder.encode(log_data)
 
+    def jsonify_value(self, value: object) -> str:
+        """One value as the line's encoder writes it (AccessLog's extra fields)."""
+        return self._encoder.encode(value)
+
     def timestamp_text(self, created: float) -> str:
         """RFC 3339 UTC with milliseconds: `2024-05-01T12:00:00.123Z`."""
         # The date-and-time part changes once a second; format it only then.
@@ -258,6 +288,37 @@ class AccessLog:
         if logger.disabled or not logger.isEnabledFor(_logging.INFO):
             return
         sink = _access_sink
+        handlers = logger.handlers
+        if (
+            sink is not None
+            and len(handlers) == 1
+            and handlers[0] is sink[0]
+            and (not extra or _plain_extra(extra))
+        ):
+            # Fast path, the normal case: the logger holds only the handler configure_logging
+            # gave it. The line is written as text in the exact shape JsonLineFormatter gives
+            # a record (same keys, order and escaping: json's own string encoder), skipping
+            # the LogRecord, the handler chain, the dict and the generic encoder, which
+            # together cost three times the text itself.
+            handler, formatter = sink
+            text = (
+                f'{{"timestamp": "{formatter.timestamp_text(time.time())}", "level": "info", '
+                f'"event": "access", "message": {_quote(f"{method} {path} {status}")}, '
+                f'"logger": "{ACCESS_LOGGER}", "method": {_quote(method)}, '
+                f'"path": {_quote(path)}, "status": {status!r}, '
+                f'"upstream": {_quote(upstream)}, "backend": {_quote(backend)}, '
+                f'"duration_ms": {round(duration_ms, 3)!r}, "bytes_sent": {bytes_sent!r}, '
+                f'"request_id": {_quote(request_id)}, "client": {_quote(client)}, '
+                f'"retries": {retries!r}'
+            )
+            if extra:
+                encode = formatter.jsonify_value
+                text += "".join(
+                    f", {_quote(f'extra_{key}' if key in _LEADING else key)}: {encode(value)}"
+                    for key, value in extra.items()
+                )
+            handler.write_line(text + "}")
+            return
         line: dict[str, object] = {
             "timestamp": sink[1].timestamp_text(time.time()) if sink else "",
             "level": "info",
@@ -279,15 +340,6 @@ class AccessLog:
             for key, value in extra.items():
                 # A caller's field never replaces a key every line must have.
                 line[f"extra_{key}" if key in _LEADING else key] = value
-        handlers = logger.handlers
-        if sink is not None and len(handlers) == 1 and handlers[0] is sink[0]:
-            # Fast path, the normal case: the logger holds only the handler configure_logging
-            # gave it. The line is what JsonLineFormatter makes of a record; building it here
-            # skips the LogRecord and the handler/formatter call chain, which together cost
-            # as much again as the JSON encoding itself.
-            handler, formatter = sink
-            handler.write_line(formatter.jsonify_log_record(line))
-            return
         # Any other logging setup: a real record through the logger, so its handlers and
         # filters apply. Built directly, it skips Logger.findCaller's stack walk; the fields
         # ride in one attribute that JsonLineFormatter unpacks.
