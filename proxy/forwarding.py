@@ -3,7 +3,8 @@
 One `Forwarder` serves one listener. Per request it does, in order:
   reject what a reverse proxy must not forward (CONNECT, absolute-form targets, framing
   conflicts, bodies over the limit), route by Host and path, pick an endpoint, send the request
-  with the body streamed or (when small) held for replay, relay the response as it arrives.
+  (proxy.upstream) with the body streamed or (when small) held for replay, relay the response
+  as it arrives, or in one write when it arrived whole (`send_whole`, most small answers).
 
 Failover: an attempt that failed before any response is retried on another endpoint when that
 cannot duplicate work (see `Failure.retryable`), within `retries.max_retries` and the shared

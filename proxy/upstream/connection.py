@@ -211,8 +211,8 @@ class UpstreamConnection(asyncio.Protocol):
 
     def event(self) -> asyncio.Future[None]:
         """A future resolved at the next change: head, body, end or failure."""
-        waiter = self._waiter = self._loop.create_future()
-        return waiter
+        self._waiter = self._loop.create_future()
+        return self._waiter
 
     async def wait_head(self) -> None:
         while not self.head_done:
@@ -275,8 +275,6 @@ class UpstreamConnection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.abort()
 
-    # -- internals -------------------------------------------------------------------------
-
     def _wake(self) -> None:
         waiter = self._waiter
         if waiter is not None and not waiter.done():
@@ -288,9 +286,8 @@ class UpstreamConnection(asyncio.Protocol):
         self._wake()
 
     def check(self, now: float) -> None:
-        """Fail the exchange if it passed the total limit, or if the backend was silent for
-        the idle limit. Time with reading paused or data untaken is the proxy's client being
-        slow, not the backend, and does not count."""
+        """Fail the exchange past the total limit or after the idle limit of backend silence
+        (reading paused or data untaken is the client being slow: that does not count)."""
         watchdog = self._watchdog
         total = watchdog.total_seconds
         if total is not None and now - self._started >= total:
