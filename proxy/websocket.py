@@ -9,10 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 import aiohttp
 from aiohttp import WSMsgType, web
 from multidict import CIMultiDict
+from yarl import URL
+
+from proxy.errors import NO_HEALTHY_BACKENDS, Failure, classify, error_response
+from proxy.headers import upstream_request_headers
+from proxy.model import Endpoint
+from proxy.outcome import Outcome
+from proxy.pool import Pool
 
 log = logging.getLogger("kubeferry.websocket")
 
@@ -28,6 +36,8 @@ _HANDSHAKE_HEADERS = (
 )
 
 WebSocketPeer = web.WebSocketResponse | aiohttp.ClientWebSocketResponse
+# Takes a failed endpoint out of rotation and records the failure (Failover.note_failure).
+NoteFailure = Callable[[str, Endpoint, Failure, Outcome], None]
 
 
 def is_websocket_upgrade(request: web.BaseRequest) -> bool:
@@ -45,6 +55,67 @@ def upstream_handshake_headers(headers: CIMultiDict[str]) -> CIMultiDict[str]:
     for name in _HANDSHAKE_HEADERS:
         out.popall(name, None)
     return out
+
+
+class WebSocketForwarder:
+    """Forwards one upgrade request to one endpoint; a failed handshake is answered (502, or
+    the failure's status), not retried on another endpoint."""
+
+    __slots__ = ("_note_failure", "_pool", "_session", "_timeout")
+
+    def __init__(
+        self,
+        *,
+        pool: Pool,
+        session: aiohttp.ClientSession,
+        connect_seconds: float,
+        note_failure: NoteFailure,
+    ) -> None:
+        self._pool = pool
+        self._session = session
+        self._timeout = aiohttp.ClientWSTimeout(ws_close=connect_seconds)
+        self._note_failure = note_failure
+
+    async def forward(
+        self,
+        request: web.BaseRequest,
+        outcome: Outcome,
+        *,
+        upstream: str,
+        hash_key: str | None,
+        request_id: str,
+    ) -> web.StreamResponse:
+        out_headers = upstream_request_headers(
+            request.headers, client_ip=request.remote or "", scheme="http", request_id=request_id
+        )
+        endpoint = self._pool.pick(upstream, hash_key=hash_key)
+        if endpoint is None:
+            return error_response(503, NO_HEALTHY_BACKENDS)
+        outcome.backend = endpoint.key
+        url = URL(endpoint.base_url + request.raw_path, encoded=True)
+        self._pool.acquire(endpoint)
+        try:
+            try:
+                upstream_ws = await self._session.ws_connect(
+                    url,
+                    headers=upstream_handshake_headers(out_headers),
+                    protocols=requested_protocols(request),
+                    autoping=False,
+                    compress=0,
+                    max_msg_size=0,
+                    timeout=self._timeout,
+                )
+            except aiohttp.WSServerHandshakeError as exc:
+                outcome.error = f"upstream refused the websocket handshake: {exc.status}"
+                return error_response(502)
+            except (TimeoutError, aiohttp.ClientError) as exc:
+                failure = classify(exc)
+                self._note_failure(upstream, endpoint, failure, outcome)
+                return error_response(failure.status)
+            outcome.status = 101
+            return await relay(request, upstream_ws)
+        finally:
+            self._pool.release(endpoint)
 
 
 async def relay(
