@@ -257,3 +257,43 @@ def test_access_line_is_the_same_through_any_handler(capsys: pytest.CaptureFixtu
     del fast["timestamp"], slow["timestamp"]
     assert list(fast.items()) == list(slow.items())
     assert fast["extra_message"] == "shadow"
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/plain",
+        '/quote"and\\backslash',
+        "/ctl\x01\x1f\ttab",
+        "/unicode-é-\u2028-😀",
+        "/lone-\udc80",
+    ],
+)
+def test_direct_access_line_equals_the_formatter_text(
+    capsys: pytest.CaptureFixture[str], path: str
+) -> None:
+    """The fast path writes the JSON text itself (no extras that collide); it must be the
+    same text, byte for byte after the timestamp, as python-json-logger's formatter gives."""
+    configure_logging(LogSettings())
+    log = AccessLog(LogSettings())
+    fields: dict[str, Any] = {
+        "method": "GET", "path": path, "status": 200, "upstream": "default/web",
+        "backend": "10.0.0.1:8080", "duration_ms": 1.5, "bytes_sent": 7,
+        "request_id": "r", "client": "192.0.2.7", "retries": 0, "error": "x\ny",
+    }  # fmt: skip
+    log.log(**fields)
+    fast = capsys.readouterr().out
+
+    extra_handler = logging.StreamHandler(io.StringIO())
+    logging.getLogger(ACCESS_LOGGER).addHandler(extra_handler)
+    try:
+        log.log(**fields)  # a second handler forces the LogRecord + formatter path
+    finally:
+        logging.getLogger(ACCESS_LOGGER).removeHandler(extra_handler)
+    formatted = capsys.readouterr().out
+
+    def without_timestamp(line: str) -> str:
+        return re.sub(r'"timestamp": "[^"]*"', '"timestamp": ""', line)
+
+    assert fast.count("\n") == formatted.count("\n") == 1
+    assert without_timestamp(fast) == without_timestamp(formatted)
