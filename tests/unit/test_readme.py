@@ -16,7 +16,7 @@ def test_readme_settings_table_matches_the_settings_model() -> None:
 
 
 def test_readme_annotation_table_matches_the_parser() -> None:
-    from controller.annotations import markdown_table
+    from controller.annotation_table import markdown_table
 
     text = README.read_text()
     embedded = text.split("<!-- annotations-reference:begin -->", 1)[1]

@@ -8,7 +8,7 @@ import logging
 import pytest
 from kubernetes_asyncio import client
 
-from controller.annotations import ANNOTATIONS
+from controller.annotation_table import ANNOTATIONS
 from controller.app import ControllerOptions
 from tests.integration.controller.conftest import StartController
 from tests.integration.controller.support import create_service

@@ -2,13 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from controller.annotations import (
-    ANNOTATIONS,
-    Defaults,
-    markdown_table,
-    parse_duration,
-    parse_service,
-)
+from controller.annotation_table import ANNOTATIONS, markdown_table
+from controller.annotations import Defaults, parse_duration, parse_service
 from proxy.model import HashOn, HealthSpec
 from tests.unit.controller.factories import service
 
