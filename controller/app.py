@@ -24,9 +24,10 @@ from typing import Any
 
 from controller.annotations import Defaults, Mode
 from controller.cache import Cache, WatchScope
+from controller.desired import Selection
 from controller.events import EventRecorder, KubeEventRecorder
 from controller.metrics import ControllerMetrics
-from controller.sync import Selection, Sync
+from controller.sync import Sync
 from controller.watch import WatchTiming, run_watches
 from proxy.app import DataPlane, Listener
 from proxy.routing import Router, RouteTable

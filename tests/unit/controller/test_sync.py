@@ -4,8 +4,9 @@ from collections.abc import Mapping
 import pytest
 
 from controller.annotations import Defaults
+from controller.desired import Selection, build_desired
 from controller.objects import ServiceInfo
-from controller.sync import READY_CONDITION, Selection, Sync, build_desired
+from controller.sync import READY_CONDITION, Sync
 from proxy.model import Endpoint, UpstreamSpec
 from proxy.readiness import Readiness
 from proxy.routing import Route, Router
