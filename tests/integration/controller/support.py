@@ -1,6 +1,6 @@
-"""Helpers for the controller's integration tests: Services by annotation, requests through
-the controller's loopback listener, bounded traffic, a cuttable TCP path to the API server and
-etcd compaction."""
+"""Helpers for the controller's integration tests: Services by annotation, an ingress
+controller over stand-in pods, requests through the controller's loopback listener, bounded
+traffic, a cuttable TCP path to the API server and etcd compaction."""
 
 from __future__ import annotations
 
@@ -12,13 +12,19 @@ import time
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from kubernetes_asyncio import client
 
+from controller.app import Controller, ControllerOptions
 from controller.watch import WatchTiming
 from tests.kube.manifests import body
+from tests.kube.pods import StandInPod, StandInPods
+from tests.kube.wait import eventually
+
+if TYPE_CHECKING:  # the conftest imports this module
+    from tests.integration.controller.conftest import StartController
 
 # Quick reconnects: the tests restart and cut the API server and must not wait 30 s backoffs.
 TEST_WATCH_TIMING = WatchTiming(
@@ -69,6 +75,23 @@ def enrolled(host: str, **more: str) -> dict[str, str]:
     return {"kubeferry.io/enabled": "true", "kubeferry.io/host": host, **more}
 
 
+async def ingress_over_pods(
+    api: client.ApiClient,
+    namespace: str,
+    pods: StandInPods,
+    start_controller: StartController,
+    *,
+    names: tuple[str, ...],
+    host: str,
+) -> tuple[Controller, dict[str, StandInPod]]:
+    """Stand-in pods `names` (label app=web), the Service `web` enrolled for `host`, and a
+    started ingress controller watching the namespace; in that order."""
+    made = {name: await pods.create(namespace, name, {"app": "web"}) for name in names}
+    await create_service(api, namespace, "web", app="web", annotations=enrolled(host))
+    controller = await start_controller(ControllerOptions("ingress", namespaces=(namespace,)))
+    return controller, made
+
+
 async def get(
     session: aiohttp.ClientSession, port: int, path: str = "/", *, host: str | None = None
 ) -> tuple[int, str]:
@@ -92,6 +115,23 @@ async def served_by(
         status, text = await get(session, port, path, host=host)
         seen[text if status == 200 else f"<{status}>"] += 1
     return seen
+
+
+async def serving(
+    session: aiohttp.ClientSession,
+    port: int,
+    expected: set[str],
+    *,
+    host: str | None = None,
+    path: str = "/",
+) -> None:
+    """Wait until the pods answering (4 GETs per expected pod) are exactly `expected`."""
+
+    async def check() -> None:
+        seen = await served_by(session, port, path, host=host, requests=4 * max(1, len(expected)))
+        assert set(seen) == expected
+
+    await eventually(check)
 
 
 @dataclass

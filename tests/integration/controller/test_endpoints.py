@@ -9,41 +9,14 @@ import aiohttp
 import pytest
 from kubernetes_asyncio import client
 
-from controller.app import Controller, ControllerOptions
 from tests.integration.controller.conftest import StartController
-from tests.integration.controller.support import (
-    Traffic,
-    create_service,
-    enrolled,
-    served_by,
-)
-from tests.kube.pods import StandInPod, StandInPods
+from tests.integration.controller.support import Traffic, ingress_over_pods, served_by, serving
+from tests.kube.pods import StandInPods
 from tests.kube.wait import eventually
 
 pytestmark = [pytest.mark.kube, pytest.mark.integration]
 
 HOST = "web.test"
-
-
-async def web_controller(
-    kube_api: client.ApiClient,
-    ns: str,
-    pods: StandInPods,
-    start_controller: StartController,
-    names: tuple[str, ...],
-) -> tuple[Controller, dict[str, StandInPod]]:
-    made = {name: await pods.create(ns, name, {"app": "web"}) for name in names}
-    await create_service(kube_api, ns, "web", app="web", annotations=enrolled(HOST))
-    controller = await start_controller(ControllerOptions("ingress", namespaces=(ns,)))
-    return controller, made
-
-
-async def serving(http: aiohttp.ClientSession, port: int, expected: set[str]) -> None:
-    async def check() -> None:
-        seen = await served_by(http, port, host=HOST, requests=4 * max(1, len(expected)))
-        assert set(seen) == expected
-
-    await eventually(check)
 
 
 async def test_scale_up_and_down(
@@ -54,17 +27,19 @@ async def test_scale_up_and_down(
     http: aiohttp.ClientSession,
 ) -> None:
     ns = kube_namespace
-    controller, _ = await web_controller(kube_api, ns, stand_in_pods, start_controller, ("web-a",))
+    controller, _ = await ingress_over_pods(
+        kube_api, ns, stand_in_pods, start_controller, names=("web-a",), host=HOST
+    )
     port = controller.ports[0]
-    await serving(http, port, {"web-a"})
+    await serving(http, port, {"web-a"}, host=HOST)
 
     b = await stand_in_pods.create(ns, "web-b", {"app": "web"})
     c = await stand_in_pods.create(ns, "web-c", {"app": "web"})
-    await serving(http, port, {"web-a", "web-b", "web-c"})
+    await serving(http, port, {"web-a", "web-b", "web-c"}, host=HOST)
 
     await stand_in_pods.delete(b)
     await stand_in_pods.delete(c)
-    await serving(http, port, {"web-a"})
+    await serving(http, port, {"web-a"}, host=HOST)
 
     async def one_endpoint() -> None:  # gone from the slices, not only failing health checks
         spec = controller.plane.pool.spec(f"{ns}/web")
@@ -81,17 +56,17 @@ async def test_readiness_flips_take_endpoints_out_and_back(
     http: aiohttp.ClientSession,
 ) -> None:
     ns = kube_namespace
-    controller, pods = await web_controller(
-        kube_api, ns, stand_in_pods, start_controller, ("web-a", "web-b")
+    controller, pods = await ingress_over_pods(
+        kube_api, ns, stand_in_pods, start_controller, names=("web-a", "web-b"), host=HOST
     )
     port = controller.ports[0]
-    await serving(http, port, {"web-a", "web-b"})
+    await serving(http, port, {"web-a", "web-b"}, host=HOST)
     b = pods["web-b"]
 
     await stand_in_pods.set_ready(b, False)
-    await serving(http, port, {"web-a"})
+    await serving(http, port, {"web-a"}, host=HOST)
     await stand_in_pods.set_ready(b, True)
-    await serving(http, port, {"web-a", "web-b"})
+    await serving(http, port, {"web-a", "web-b"}, host=HOST)
 
 
 async def test_a_terminating_endpoint_drains(
@@ -104,11 +79,11 @@ async def test_a_terminating_endpoint_drains(
     """A terminating pod (serving, not ready) gets no new traffic while a ready one exists,
     and takes it again only when it is the last one serving."""
     ns = kube_namespace
-    controller, pods = await web_controller(
-        kube_api, ns, stand_in_pods, start_controller, ("web-a", "web-b")
+    controller, pods = await ingress_over_pods(
+        kube_api, ns, stand_in_pods, start_controller, names=("web-a", "web-b"), host=HOST
     )
     port = controller.ports[0]
-    await serving(http, port, {"web-a", "web-b"})
+    await serving(http, port, {"web-a", "web-b"}, host=HOST)
 
     await stand_in_pods.terminate(pods["web-a"])
 
@@ -123,7 +98,7 @@ async def test_a_terminating_endpoint_drains(
     await eventually(drained)
 
     await stand_in_pods.set_ready(pods["web-b"], False)  # nothing ready left
-    await serving(http, port, {"web-a"})
+    await serving(http, port, {"web-a"}, host=HOST)
 
 
 @pytest.mark.timeout(180)
@@ -135,11 +110,11 @@ async def test_killing_a_backend_mid_traffic_fails_no_request(
     http: aiohttp.ClientSession,
 ) -> None:
     ns = kube_namespace
-    controller, pods = await web_controller(
-        kube_api, ns, stand_in_pods, start_controller, ("web-a", "web-b")
+    controller, pods = await ingress_over_pods(
+        kube_api, ns, stand_in_pods, start_controller, names=("web-a", "web-b"), host=HOST
     )
     port = controller.ports[0]
-    await serving(http, port, {"web-a", "web-b"})
+    await serving(http, port, {"web-a", "web-b"}, host=HOST)
 
     traffic = Traffic(http, port, host=HOST, max_seconds=30).start()
     await asyncio.sleep(0.5)

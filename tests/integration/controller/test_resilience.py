@@ -20,7 +20,9 @@ from tests.integration.controller.support import (
     create_service,
     enrolled,
     get,
+    ingress_over_pods,
     served_by,
+    serving,
 )
 from tests.kube.controlplane import ControlPlane
 from tests.kube.pods import StandInPods
@@ -51,16 +53,11 @@ async def test_restarting_the_api_server_mid_traffic_fails_no_request_and_state_
 ) -> None:
     caplog.set_level(logging.INFO, WATCH_LOGGER)
     ns = kube_namespace
-    for name in ("web-a", "web-b"):
-        await stand_in_pods.create(ns, name, {"app": "web"})
-    await create_service(kube_api, ns, "web", app="web", annotations=enrolled("web.test"))
-    controller = await start_controller(ControllerOptions("ingress", namespaces=(ns,)))
+    controller, _ = await ingress_over_pods(
+        kube_api, ns, stand_in_pods, start_controller, names=("web-a", "web-b"), host="web.test"
+    )
     port = controller.ports[0]
-
-    async def both() -> None:
-        assert set(await served_by(http, port, host="web.test", requests=8)) == {"web-a", "web-b"}
-
-    await eventually(both)
+    await serving(http, port, {"web-a", "web-b"}, host="web.test")
 
     traffic = Traffic(http, port, host="web.test", max_seconds=180).start()
     await asyncio.to_thread(control_plane.restart_apiserver)
@@ -72,12 +69,7 @@ async def test_restarting_the_api_server_mid_traffic_fails_no_request_and_state_
 
     # The watches resumed: a new pod reaches the pool.
     await stand_in_pods.create(ns, "web-c", {"app": "web"})
-
-    async def resumed() -> None:
-        seen = await served_by(http, port, host="web.test", requests=12)
-        assert set(seen) == {"web-a", "web-b", "web-c"}
-
-    await eventually(resumed)
+    await serving(http, port, {"web-a", "web-b", "web-c"}, host="web.test")
 
 
 @pytest.mark.timeout(240)

@@ -9,7 +9,13 @@ from kubernetes_asyncio import client
 
 from controller.app import ControllerOptions, SidecarUpstream
 from tests.integration.controller.conftest import StartController
-from tests.integration.controller.support import create_service, enrolled, get, served_by
+from tests.integration.controller.support import (
+    create_service,
+    enrolled,
+    get,
+    served_by,
+    serving,
+)
 from tests.kube.pods import StandInPods
 from tests.kube.wait import eventually
 
@@ -34,13 +40,7 @@ async def test_sidecar_serves_its_named_service_on_its_own_port(
     )
     port = controller.ports[0]
 
-    async def balanced() -> None:
-        assert set(await served_by(http, port, "/any/path", requests=8)) == {
-            "orders-a",
-            "orders-b",
-        }
-
-    await eventually(balanced)
+    await serving(http, port, {"orders-a", "orders-b"}, path="/any/path")
     # Only its own Service is listed and watched (field and label selectors).
     assert repr(controller.cache).startswith("<Cache 1 services,")
     assert set(controller.plane.pool.names()) == {f"{ns}/orders"}
