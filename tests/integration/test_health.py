@@ -117,6 +117,16 @@ def install(pool: Pool, checker: HealthChecker, *specs: UpstreamSpec) -> None:
     checker.reconcile(pool.specs())
 
 
+async def probed_backend(
+    start_backend: StartBackend, make_checker: MakeChecker, pool: Pool
+) -> tuple[Backend, HealthChecker]:
+    """One backend, installed as upstream `web` with FAST checks and probed by a new checker."""
+    backend = await start_backend()
+    checker = make_checker()
+    install(pool, checker, UpstreamSpec("web", (backend.endpoint,), health=FAST))
+    return backend, checker
+
+
 async def more_hits(backend: Backend, count: int) -> None:
     target = len(backend.hits) + count
     await eventually(lambda: len(backend.hits) >= target, message=f"{count} more probes")
@@ -125,9 +135,7 @@ async def more_hits(backend: Backend, count: int) -> None:
 async def test_failing_backend_goes_down_and_comes_back(
     start_backend: StartBackend, make_checker: MakeChecker, pool: Pool, transitions: Transitions
 ) -> None:
-    backend = await start_backend()
-    checker = make_checker()
-    install(pool, checker, UpstreamSpec("web", (backend.endpoint,), health=FAST))
+    backend, _ = await probed_backend(start_backend, make_checker, pool)
     await more_hits(backend, 2)
     assert pool.is_healthy("web", backend.endpoint)
     assert backend.hits[0] == "/healthz"
@@ -243,9 +251,7 @@ async def test_disabled_health_checks_do_not_probe(
 async def test_changed_health_spec_restarts_the_probe(
     start_backend: StartBackend, make_checker: MakeChecker, pool: Pool
 ) -> None:
-    backend = await start_backend()
-    checker = make_checker()
-    install(pool, checker, UpstreamSpec("web", (backend.endpoint,), health=FAST))
+    backend, checker = await probed_backend(start_backend, make_checker, pool)
     await more_hits(backend, 1)
     ready = HealthSpec(path="/ready", interval_seconds=0.1)
     install(pool, checker, UpstreamSpec("web", (backend.endpoint,), health=ready))
@@ -269,9 +275,7 @@ async def test_connection_refused(
 async def test_passive_failure_is_undone_by_the_next_passing_probe(
     start_backend: StartBackend, make_checker: MakeChecker, pool: Pool, transitions: Transitions
 ) -> None:
-    backend = await start_backend()
-    checker = make_checker()
-    install(pool, checker, UpstreamSpec("web", (backend.endpoint,), health=FAST))
+    backend, _ = await probed_backend(start_backend, make_checker, pool)
     await more_hits(backend, 1)
     pool.report_failure("web", backend.endpoint, "connection reset")
     await eventually(lambda: pool.is_healthy("web", backend.endpoint))
@@ -323,9 +327,7 @@ async def test_a_failing_sink_is_logged_and_probing_goes_on(
 async def test_close_stops_all_probes(
     start_backend: StartBackend, make_checker: MakeChecker, pool: Pool
 ) -> None:
-    backend = await start_backend()
-    checker = make_checker()
-    install(pool, checker, UpstreamSpec("web", (backend.endpoint,), health=FAST))
+    backend, checker = await probed_backend(start_backend, make_checker, pool)
     await more_hits(backend, 1)
     await checker.close()
     assert repr(checker) == "<HealthChecker 0 probes, 0 stopping>"
