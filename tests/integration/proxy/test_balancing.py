@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from dataclasses import replace
 
 import aiohttp
 
+from proxy.settings import parse_backend
 from tests.integration.proxy.conftest import StartBackends, StartProxy
 from tests.support.waiting import eventually
 
@@ -209,3 +211,23 @@ async def test_unmatched_route_is_404(
 
     assert (await _get_text(client, proxy.url + "/other")) == (404, "No route")
     assert (await _get_text(client, proxy.url + "/api/x"))[0] == 200
+
+
+async def test_a_request_in_flight_finishes_after_its_endpoint_leaves_the_pool(
+    start_backends: StartBackends, start_proxy: StartProxy, client: aiohttp.ClientSession
+) -> None:
+    """A snapshot without the endpoint (scale-down, pod gone from the slices) takes it out of
+    rotation at once, but the request it is already serving runs to completion."""
+    backends = await start_backends(2)
+    proxy = await start_proxy(backends[:1])
+    slow = asyncio.create_task(_get_text(client, proxy.url + "/slow?seconds=0.5"))
+    await eventually(lambda: backends[0].requests == 1)
+
+    spec = proxy.plane.pool.spec("default")
+    assert spec is not None
+    moved = replace(spec, endpoints=(parse_backend(backends[1].url),))
+    assert proxy.plane.apply({"default": moved})
+
+    assert await slow == (200, backends[0].name)
+    assert await _get_text(client, proxy.url + "/") == (200, backends[1].name)
+    assert backends[0].requests == 1
