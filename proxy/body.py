@@ -8,6 +8,7 @@ on another backend if the first one fails.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 from aiohttp import StreamReader
@@ -19,14 +20,18 @@ class StreamedBody:
     """A client body relayed on the fly. `chunks()` may be called again for a new attempt only
     while `sent == 0` (nothing was taken from the client yet)."""
 
-    __slots__ = ("_content", "_limit", "client_failed", "sent", "too_large")
+    __slots__ = ("_content", "_idle", "_limit", "client_failed", "idle", "sent", "too_large")
 
-    def __init__(self, content: StreamReader, *, limit: int | None) -> None:
+    def __init__(
+        self, content: StreamReader, *, limit: int | None, idle_seconds: float | None = None
+    ) -> None:
         self._content = content
         self._limit = limit
+        self._idle = idle_seconds
         self.sent = 0
         self.too_large = False
         self.client_failed = False
+        self.idle = False  # the client stopped sending mid-body (slow-body attack or stall)
 
     def __repr__(self) -> str:
         return f"<StreamedBody {self.sent} bytes sent, limit {self._limit}>"
@@ -38,7 +43,12 @@ class StreamedBody:
         limit = self._limit
         while True:
             try:
-                chunk = await content.readany()
+                # Per chunk, not per body: a large upload may take long, but never stall.
+                async with asyncio.timeout(self._idle):
+                    chunk = await content.readany()
+            except TimeoutError as exc:
+                self.client_failed = self.idle = True
+                raise ClientBodyError(f"request body idle for {self._idle}s") from exc
             except Exception as exc:
                 # The client went away or sent a broken chunked body; aiohttp surfaces it
                 # to the upstream request as a connection error, so leave a mark.

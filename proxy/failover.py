@@ -223,6 +223,9 @@ class Failover:
         if streamed.too_large:
             outcome.error = "request body over limit"
             return error_response(413, request_id=request_id, close=True)
+        if streamed.idle:
+            outcome.error = "client request body idle timeout"
+            return error_response(408, request_id=request_id, close=True)
         outcome.error = "client request body broken or cut short"
         return error_response(
             400, "Request body could not be read", request_id=request_id, close=True

@@ -46,6 +46,7 @@ class Forwarder:
 
     __slots__ = (
         "_access",
+        "_body_idle",
         "_budget",
         "_failover",
         "_max_body",
@@ -75,6 +76,7 @@ class Forwarder:
         self._access = access_log
         self._replay_bytes = settings.retries.replay_body_bytes
         self._max_body = settings.limits.max_body_bytes
+        self._body_idle = settings.timeouts.client_body_idle_seconds
         self._failover = Failover(
             pool=pool,
             client=client,
@@ -165,9 +167,17 @@ class Forwarder:
                 # above already passed, so the client may send.
                 await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
             if length is not None and length <= self._replay_bytes:
-                held = await request.read()
+                try:
+                    # Small enough to hold: the whole body within one idle period.
+                    async with asyncio.timeout(self._body_idle):
+                        held = await request.read()
+                except TimeoutError:
+                    outcome.error = "client request body idle timeout"
+                    return error_response(408, request_id=request_id, close=True)
             else:
-                streamed = StreamedBody(request.content, limit=self._max_body)
+                streamed = StreamedBody(
+                    request.content, limit=self._max_body, idle_seconds=self._body_idle
+                )
         return await self._failover.forward(
             request,
             outcome,

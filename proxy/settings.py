@@ -117,6 +117,9 @@ class TimeoutSettings(_Frozen):
     client_header_seconds: float = Field(
         10.0, gt=0, description="A client must send its request head within this (slowloris)."
     )
+    client_body_idle_seconds: float = Field(
+        30.0, gt=0, description="A client silent this long in the middle of its body gets 408."
+    )
     client_keepalive_seconds: float = Field(75.0, gt=0, description="Idle client connections.")
     upstream_keepalive_seconds: float = Field(
         4.0,

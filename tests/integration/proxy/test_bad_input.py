@@ -23,7 +23,7 @@ async def setup(
     proxy = await start_proxy(
         [backend],
         limits={"max_body_bytes": 100_000, "max_header_bytes": 2048, "max_header_count": 20},
-        timeouts={"client_header_seconds": 0.5},
+        timeouts={"client_header_seconds": 0.5, "client_body_idle_seconds": 0.5},
     )
     return proxy, backend
 
@@ -195,3 +195,24 @@ async def test_client_leaving_mid_response_disturbs_nothing(
     writer.transport.abort()
     await _still_serves(proxy)
     assert proxy.plane.pool.has_candidates("default")  # the backend was not blamed
+
+
+@pytest.mark.parametrize(
+    "length",
+    [pytest.param(500, id="held-small-body"), pytest.param(90_000, id="streamed-body")],
+)
+async def test_a_client_that_stalls_mid_body_gets_408(
+    setup: tuple[RunningProxy, Backend], length: int
+) -> None:
+    """Slow-body attack: the head arrives, the body starts, then nothing. The connection must
+    not be held forever (timeouts.client_body_idle_seconds, 0.5 s here)."""
+    proxy, _ = setup
+    reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+    try:
+        writer.write(rawhttp.request("POST", "/upload", f"Content-Length: {length}") + b"x" * 100)
+        await writer.drain()
+        status_line = await asyncio.wait_for(reader.readuntil(b"\r\n"), 10)
+    finally:
+        writer.close()
+    assert status_line.startswith(b"HTTP/1.1 408")
+    await _still_serves(proxy)
