@@ -42,6 +42,7 @@ class Backend:
         self.requests = 0  # requests answered, health checks excluded
         self.pings: list[bytes] = []
         self.close_codes: list[int | None] = []  # websocket close codes, per connection
+        self.close_replies: list[int | None] = []  # the peer's answers to "close:CODE"
         self._runner: web.ServerRunner | None = None
 
     def __repr__(self) -> str:
@@ -149,6 +150,7 @@ class Backend:
             if msg.type is WSMsgType.TEXT:
                 if msg.data.startswith("close:"):
                     await ws.close(code=int(msg.data.removeprefix("close:")), message=b"bye")
+                    self.close_replies.append(ws.close_code)
                     break
                 await ws.send_str(msg.data)
             elif msg.type is WSMsgType.BINARY:

@@ -77,3 +77,22 @@ def _only_endpoint(proxy: RunningProxy) -> Endpoint:
     spec = proxy.plane.pool.spec("default")
     assert spec is not None
     return spec.endpoints[0]
+
+
+async def test_backend_close_code_and_reason_reach_the_client_and_its_reply_the_backend(
+    start_backends: StartBackends, start_proxy: StartProxy, client: aiohttp.ClientSession
+) -> None:
+    (backend,) = await start_backends(1)
+    proxy = await start_proxy([backend])
+
+    ws = await client.ws_connect(
+        proxy.url + "/ws", autoclose=False, timeout=aiohttp.ClientWSTimeout(5, 5)
+    )
+    await ws.send_str("close:4001")  # the backend closes with 4001 "bye"
+    closing = await ws.receive(timeout=5)
+    assert (closing.type, closing.data, closing.extra) == (WSMsgType.CLOSE, 4001, "bye")
+    await ws.close(code=4005)  # the client's answer to the backend's close
+
+    assert ws.close_code == 4001
+    await eventually(lambda: backend.close_replies == [4005])
+    await eventually(lambda: proxy.plane.pool.inflight(_only_endpoint(proxy)) == 0)
