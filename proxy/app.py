@@ -9,6 +9,12 @@ loopback listener per upstream). The controller runs its own loops as `tasks` of
   main loop   run the owner's tasks until SIGTERM/SIGINT or stop()
   shutdown    readiness false -> stop accepting -> drain in-flight (timeouts.drain_seconds)
               -> cancel tasks -> close admin, health checks and the upstream client
+
+A second SIGTERM/SIGINT during shutdown ends the drain at once, as Ctrl-C pressed again does in
+uvicorn or Envoy: the connections still open are closed (their requests cancelled), then
+shutdown goes on as usual and the exit code stays 0. The handlers stay installed until the
+last cleanup step is done, so no signal during shutdown falls back to the default action
+(death by signal, or KeyboardInterrupt for SIGINT).
 """
 
 from __future__ import annotations
@@ -117,6 +123,8 @@ class DataPlane:
         self._session: aiohttp.ClientSession | None = None
         self._client: UpstreamClient | None = None
         self._runners: list[web.BaseRunner] = []
+        self._servers: list[web.Server] = []  # one per listener, kept for a forced drain
+        self._drain_forced = False
         self._admin_runner: web.AppRunner | None = None
         self._stop = asyncio.Event()
         self._exit_code = 0
@@ -177,15 +185,39 @@ class DataPlane:
                 for task in running:
                     task.cancel()
         finally:
-            for remove in removers:
-                remove()
-            await self.close()
+            try:
+                await self.close()
+            finally:
+                # Only now: a signal before this point is a second one, which must not kill
+                # the process mid-cleanup.
+                for remove in removers:
+                    remove()
         log.info("stopped", extra={"event": "stopped", "exit_code": self._exit_code})
         return self._exit_code
 
     def stop(self) -> None:
         """Ask `serve()` to shut down (what SIGTERM does)."""
         self._stop.set()
+
+    def force_drain(self) -> None:
+        """End the drain now (what a second SIGTERM does): close every connection still open,
+        which cancels its request, so the drain's wait ends; a drain not started yet finds
+        the flag and does the same. Shutdown then goes on as usual."""
+        if not self._drain_forced:
+            self._drain_forced = True
+            log.info(
+                "ending the drain now: %d requests in flight are cut off",
+                self.budget.requests,
+                extra={"event": "drain_forced", "inflight": self.budget.requests},
+            )
+        self._close_connections()
+
+    def _close_connections(self) -> None:
+        if not self._drain_forced:
+            return
+        for server in self._servers:
+            for connection in server.connections:
+                connection.force_close()
 
     async def start(self) -> None:
         """Bind the admin port and every listener; afterwards `ports` and `admin_port` hold
@@ -201,8 +233,10 @@ class DataPlane:
             self.admin_port = _bound_port(self._admin_runner)
         ports = []
         for listener in self.listeners:
+            server = self._server(listener.router)
+            self._servers.append(server)
             runner = web.ServerRunner(
-                self._server(listener.router),
+                server,
                 handle_signals=False,
                 shutdown_timeout=settings.timeouts.drain_seconds,
             )
@@ -255,8 +289,8 @@ class DataPlane:
 
     async def drain(self) -> None:
         """Readiness false, stop accepting on every listener, let in-flight requests finish
-        (up to timeouts.drain_seconds, then they are cancelled). The admin port stays up so
-        /readyz reports the drain."""
+        (up to timeouts.drain_seconds or until force_drain(), then they are cancelled). The
+        admin port stays up so /readyz reports the drain."""
         self.readiness.start_draining()
         log.info(
             "draining: %d requests in flight, up to %.1f s",
@@ -267,6 +301,7 @@ class DataPlane:
         for runner in self._runners:
             for site in list(runner.sites):
                 await site.stop()
+        self._close_connections()  # forced before the drain got here
         runners, self._runners = self._runners, []
         await asyncio.gather(*(runner.cleanup() for runner in runners))
 
@@ -274,6 +309,7 @@ class DataPlane:
         """Release everything start() took. Idempotent; drains first if drain() was skipped."""
         if self._runners:
             await self.drain()
+        self._servers.clear()
         await self.health.close()
         if self._admin_runner is not None:
             runner, self._admin_runner = self._admin_runner, None
@@ -307,12 +343,17 @@ class DataPlane:
         return removers
 
     def _on_signal(self, signum: int) -> None:
+        name = signal.Signals(signum).name
+        again = self._stop.is_set()
         log.info(
-            "received %s, shutting down",
-            signal.Signals(signum).name,
-            extra={"event": "signal", "signal": signal.Signals(signum).name},
+            "received %s during shutdown, forcing it" if again else "received %s, shutting down",
+            name,
+            extra={"event": "signal", "signal": name, "again": again},
         )
-        self.stop()
+        if again:
+            self.force_drain()
+        else:
+            self.stop()
 
 
 def _bound_port(runner: web.BaseRunner) -> int:

@@ -28,7 +28,9 @@ as mappings). Flags win over the environment, the environment over the file.
 
 The admin port serves /healthz, /readyz, /metrics (Prometheus) and /backends (JSON).
 On SIGTERM the proxy turns /readyz false, stops accepting, lets in-flight requests finish
-for up to timeouts.drain_seconds and exits 0.
+for up to timeouts.drain_seconds and exits 0. A second SIGTERM or SIGINT (Ctrl-C again)
+during shutdown ends the drain at once: requests still in flight are cut off, cleanup
+finishes and the exit status is still 0.
 """
 
 

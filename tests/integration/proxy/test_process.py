@@ -29,7 +29,14 @@ def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
 def test_help_documents_flags_and_environment() -> None:
     result = _run("proxy", "--help")
     assert result.returncode == 0
-    for text in ("--backend", "--config", "--port", "--admin-port", "KUBEFERRY_BACKENDS"):
+    for text in (
+        "--backend",
+        "--config",
+        "--port",
+        "--admin-port",
+        "KUBEFERRY_BACKENDS",
+        "A second SIGTERM or SIGINT",
+    ):
         assert text in result.stdout
     top = _run("--help")
     assert top.returncode == 0 and "demo" in top.stdout
@@ -92,6 +99,39 @@ async def test_sigterm_drains_in_flight_requests_then_exits_0(
     assert await asyncio.wait_for(proxy.process.wait(), 30) == 0  # no second signal needed
     await proxy.stop()
     assert proxy.events("draining") and proxy.events("stopped")
+
+
+async def test_second_sigterm_ends_the_drain_at_once_and_still_exits_0(
+    start_backends: StartBackends,
+) -> None:
+    (backend,) = await start_backends(1)
+    proxy = await spawn_proxy(
+        [backend.url],
+        port=free_port(),
+        admin_port=free_port(),
+        env={"KUBEFERRY_TIMEOUTS__DRAIN_SECONDS": "30"},
+    )
+    async with aiohttp.ClientSession() as client:
+        slow = asyncio.create_task(client.get(proxy.url + "/slow?seconds=5"))
+        await eventually(lambda: backend.requests == 1)  # in flight at the backend
+
+        proxy.process.terminate()
+
+        async def readiness() -> int:
+            async with client.get(proxy.admin_url + "/readyz") as response:
+                return response.status
+
+        assert await _eventually_status(readiness) == 503  # draining: up to 30 s
+        proxy.process.terminate()
+
+        # A bound, not a speed requirement: far below the 30 s drain and the 5 s request.
+        assert await asyncio.wait_for(proxy.process.wait(), 10) == 0
+        with pytest.raises(aiohttp.ClientError):  # cut off, not answered
+            (await slow).release()
+    await proxy.stop()
+    assert proxy.events("drain_forced")
+    assert [line["signal"] for line in proxy.events("signal")] == ["SIGTERM", "SIGTERM"]
+    assert proxy.events("stopped")
 
 
 async def _eventually_status(probe) -> int:  # type: ignore[no-untyped-def]
