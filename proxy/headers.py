@@ -137,20 +137,6 @@ def upstream_request_head(
     return text.encode("utf-8", "surrogateescape")
 
 
-def downstream_response_headers(headers: MultiMapping[str], *, request_id: str) -> CIMultiDict[str]:
-    """Headers to send the client: the upstream's, hop-by-hop removed, `X-Request-ID` added
-    unless the upstream set its own. `Content-Length` and `Content-Encoding` pass unchanged:
-    the body is relayed byte for byte, never decompressed or recompressed."""
-    drop = _dropped(headers)
-    out: CIMultiDict[str] = CIMultiDict()
-    for name, value in headers.items():
-        if name.lower() not in drop:
-            out.add(name, value)
-    if REQUEST_ID not in out:
-        out[REQUEST_ID] = request_id
-    return out
-
-
 _HOP_BY_HOP_BYTES = frozenset(name.encode() for name in HOP_BY_HOP)
 _RESPONSE_SPECIAL = _HOP_BY_HOP_BYTES | {b"x-request-id"}
 
@@ -158,8 +144,11 @@ _RESPONSE_SPECIAL = _HOP_BY_HOP_BYTES | {b"x-request-id"}
 def downstream_headers_from_raw(
     raw: list[tuple[bytes, bytes]], *, request_id: str
 ) -> list[tuple[str, str]]:
-    """`downstream_response_headers` for a head as received, (name, value) byte pairs in and
-    str pairs out: a list, because the response that takes it builds its own multidict."""
+    """Headers to send the client, from the upstream's head as received ((name, value) byte
+    pairs in, str pairs out: a list, because the response that takes it builds its own
+    multidict): hop-by-hop removed, `X-Request-ID` added unless the upstream set its own.
+    `Content-Length` and `Content-Encoding` pass unchanged: the body is relayed byte for byte,
+    never decompressed or recompressed."""
     out: list[tuple[str, str]] = []
     nominated: list[bytes] = []
     has_id = False
