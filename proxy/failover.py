@@ -236,10 +236,9 @@ class Failover:
     ) -> None:
         outcome.bytes_sent = result.bytes_sent
         if result.upstream_error is not None:
-            outcome.error = result.upstream_error
-            self._pool.report_failure(upstream, endpoint, result.upstream_error)
-            self._metrics.upstream_error(
-                upstream=upstream, backend=endpoint.key, kind="mid_response"
-            )
+            # Too late to fail over (the head went out), but the backend is at fault like any
+            # failed attempt: same rotation, metric and log as note_failure gives them.
+            failure = Failure("mid_response", 502, False, result.upstream_error)
+            self.note_failure(upstream, endpoint, failure, outcome)
         elif result.client_error is not None:
             outcome.error = result.client_error
