@@ -264,12 +264,6 @@ class ControlPlane:
         with urllib.request.urlopen(request, timeout=5, context=self.ssl_context()) as response:
             return {str(k): str(v) for k, v in json.loads(response.read()).items()}
 
-    def log_tails(self, lines: int = 40) -> str:
-        return "\n\n".join(
-            f"--- {c.name} ({c.log_path}) ---\n{c.log_tail(lines)}"
-            for c in (self.etcd, self.apiserver, self.controller_manager)
-        )
-
     # --- internals ------------------------------------------------------------------------------
 
     def _component(self, name: str, argv: list[str]) -> Component:

@@ -24,8 +24,6 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 from aiohttp import WSMsgType, web
 
@@ -177,16 +175,3 @@ _ROUTES = {
     "/cookie": Backend._cookie,
     "/ws": Backend._ws,
 }
-
-
-@asynccontextmanager
-async def running_backends(count: int, *, prefix: str = "backend") -> AsyncIterator[list[Backend]]:
-    """`count` started backends named prefix-1..N on ephemeral loopback ports; stopped after."""
-    backends = [Backend(f"{prefix}-{i}") for i in range(1, count + 1)]
-    try:
-        for backend in backends:
-            await backend.start()
-        yield backends
-    finally:
-        for backend in backends:
-            await backend.stop()
