@@ -35,7 +35,7 @@ from proxy.forwarding import Forwarder
 from proxy.health import HealthChecker
 from proxy.logging import AccessLog, log_health_transition
 from proxy.metrics import Metrics
-from proxy.model import Endpoint, UpstreamSpec
+from proxy.model import Endpoint, UpstreamSpec, format_authority
 from proxy.pool import HealthTransition, Pool
 from proxy.protocol import GuardedServer
 from proxy.readiness import Readiness
@@ -253,7 +253,8 @@ class DataPlane:
         log.info(
             "listening on %s (admin %s)",
             ", ".join(
-                f"{lst.host}:{port}" for lst, port in zip(self.listeners, ports, strict=True)
+                format_authority(lst.host, port)
+                for lst, port in zip(self.listeners, ports, strict=True)
             ),
             self.admin_port,
             extra={"event": "listening", "ports": list(ports), "admin_port": self.admin_port},
