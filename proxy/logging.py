@@ -61,6 +61,11 @@ _ACCESS_KEYS = frozenset(
 _quote = encode_basestring_ascii
 
 
+def _field_name(key: str) -> str:
+    # A caller's field never replaces a key every line must have: it gets a prefix instead.
+    return f"extra_{key}" if key in _LEADING else key
+
+
 def _plain_extra(extra: dict[str, object]) -> bool:
     # Extra fields the text path writes exactly as the dict path would: none replaces a
     # standard key in place, none collides with a renamed leading key (`extra_message`).
@@ -184,7 +189,7 @@ class JsonLineFormatter(JsonFormatter):
         skip = _RESERVED_SET
         for key, value in attributes.items():
             if key not in skip and key[0] != "_":
-                log_data[f"extra_{key}" if key in _LEADING else key] = value
+                log_data[_field_name(key)] = value
 
     def jsonify_log_record(self, log_data: dict[str, Any]) -> str:
         return self._encoder.encode(log_data)
@@ -314,17 +319,15 @@ class AccessLog:
             if extra:
                 encode = formatter.jsonify_value
                 text += "".join(
-                    f", {_quote(f'extra_{key}' if key in _LEADING else key)}: {encode(value)}"
-                    for key, value in extra.items()
+                    f", {_quote(_field_name(key))}: {encode(value)}" for key, value in extra.items()
                 )
             handler.write_line(text + "}")
             return
-        line: dict[str, object] = {
-            "timestamp": sink[1].timestamp_text(time.time()) if sink else "",
-            "level": "info",
+        # Any other logging setup: a real record through the logger, so its handlers and
+        # filters apply. Built directly, it skips Logger.findCaller's stack walk; the fields
+        # ride in one attribute that JsonLineFormatter unpacks after the leading keys it adds.
+        fields: dict[str, object] = {
             "event": "access",
-            "message": f"{method} {path} {status}",
-            "logger": ACCESS_LOGGER,
             "method": method,
             "path": path,
             "status": status,
@@ -336,19 +339,12 @@ class AccessLog:
             "client": client,
             "retries": retries,
         }
-        if extra:
-            for key, value in extra.items():
-                # A caller's field never replaces a key every line must have.
-                line[f"extra_{key}" if key in _LEADING else key] = value
-        # Any other logging setup: a real record through the logger, so its handlers and
-        # filters apply. Built directly, it skips Logger.findCaller's stack walk; the fields
-        # ride in one attribute that JsonLineFormatter unpacks.
+        for key, value in extra.items():
+            fields[_field_name(key)] = value
         record = _logging.LogRecord(
             ACCESS_LOGGER, _logging.INFO, "", 0, "%s %s %d", (method, path, status), None
         )
-        record.__dict__[_FIELDS] = {
-            key: value for key, value in line.items() if key not in _LEADING or key == "event"
-        }
+        record.__dict__[_FIELDS] = fields
         logger.handle(record)
 
 
