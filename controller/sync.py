@@ -64,9 +64,6 @@ class SyncSource(ClusterView, Protocol):
     @property
     def changed(self) -> ChangeWaiter: ...
 
-    @property
-    def synced(self) -> bool: ...
-
     async def wait_synced(self) -> None: ...
 
 
@@ -108,7 +105,7 @@ class Sync:
                   again only after it went away, or changed, and came back
       _missing    sidecar upstreams last logged as not found
       _memo       translations reused while their inputs are the same objects
-      synced      True after the first sync of a fully listed cache
+      first_synced  set by the first sync (of a fully listed cache); awaited by startup and tests
     """
 
     def __init__(
@@ -139,8 +136,6 @@ class Sync:
         self._reported: frozenset[tuple[str, Problem]] = frozenset()
         self._missing: tuple[tuple[str, str], ...] = ()
         self._memo = Translations()
-        self.synced = False
-        # Set with `synced`, for whoever wants to await the first full sync (tests, startup).
         self.first_synced = asyncio.Event()
         if readiness is not None:
             readiness.set(READY_CONDITION, False)
@@ -187,8 +182,8 @@ class Sync:
         self._reported = current
         missing_now = [key for key in desired.missing if key not in self._missing]
         self._missing = desired.missing
-        first = not self.synced
-        self.synced = True
+        first = not self.first_synced.is_set()
+        self.first_synced.set()
 
         # Reporting and readiness after the state change.
         for service, problem in new:
@@ -203,7 +198,6 @@ class Sync:
             # relist: moved out of the collector's generations it is not traversed again, which
             # keeps full collections, and so the p99 change-to-pool delay, short.
             gc.freeze()
-            self.first_synced.set()
             if self._readiness is not None:
                 self._readiness.set(READY_CONDITION, True)
         outcome = SyncOutcome(pushed_upstreams, pushed_routes, len(desired.upstreams), new)

@@ -239,10 +239,6 @@ class FakeSource(FakeCluster):
     def changed(self) -> "FakeSource":
         return self
 
-    @property
-    def synced(self) -> bool:
-        return self.synced_event.is_set()
-
     async def wait_synced(self) -> None:
         await self.synced_event.wait()
 
