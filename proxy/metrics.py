@@ -1,12 +1,15 @@
 """Prometheus metrics for the data plane, in a registry of their own.
 
 The request path calls `observe_request` once per request, so label children are looked up
-once per label set and kept in dicts keyed by the label tuple: after the first request of a
-kind, recording costs two dict lookups and two increments, not a `labels()` call each.
+once per label set and kept in dicts keyed by the label tuple (`_Children`): after the first
+request of a kind, recording costs two dict lookups and two increments, not a `labels()` call
+each.
 Endpoints that leave the pool are forgotten, so their series disappear from `/metrics`.
 """
 
 from __future__ import annotations
+
+from typing import TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -29,6 +32,25 @@ REQUEST_BUCKETS = (
     30.0,
 )
 PROBE_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+_Child = TypeVar("_Child", Counter, Histogram)
+LabelValues = tuple[str | int, ...]
+
+
+class _Children(dict[LabelValues, _Child]):
+    """Label children of one family by label tuple; `labels()` runs only on a key's first use
+    (`__missing__`), so a hit is a plain dict lookup."""
+
+    __slots__ = ("_family",)
+
+    def __init__(self, family: _Child) -> None:
+        super().__init__()
+        self._family: _Child = family
+
+    def __missing__(self, key: LabelValues) -> _Child:
+        child: _Child = self._family.labels(*key)  # labels() turns the values into strings
+        self[key] = child
+        return child
 
 
 class Metrics:
@@ -83,33 +105,19 @@ class Metrics:
             registry=self.registry,
         )
         # Label children by label tuple; only ever grown or pruned from the event loop.
-        self._request_children: dict[tuple[str, str, str, int], Counter] = {}
-        self._duration_children: dict[tuple[str, str], Histogram] = {}
-        self._retry_children: dict[str, Counter] = {}
+        self._request_children = _Children(self._requests)
+        self._duration_children = _Children(self._duration)
+        self._retry_children = _Children(self._retries)
 
     def observe_request(
         self, *, route: str, upstream: str, backend: str, status: int, duration_seconds: float
     ) -> None:
         """Count one answered request and record its latency."""
-        key = (route, upstream, backend, status)
-        counter = self._request_children.get(key)
-        if counter is None:
-            counter = self._requests.labels(route, upstream, backend, str(status))
-            self._request_children[key] = counter
-        counter.inc()
-        duration_key = (route, upstream)
-        histogram = self._duration_children.get(duration_key)
-        if histogram is None:
-            histogram = self._duration.labels(route, upstream)
-            self._duration_children[duration_key] = histogram
-        histogram.observe(duration_seconds)
+        self._request_children[route, upstream, backend, status].inc()
+        self._duration_children[route, upstream].observe(duration_seconds)
 
     def retry(self, *, upstream: str) -> None:
-        counter = self._retry_children.get(upstream)
-        if counter is None:
-            counter = self._retries.labels(upstream)
-            self._retry_children[upstream] = counter
-        counter.inc()
+        self._retry_children[(upstream,)].inc()
 
     def upstream_error(self, *, upstream: str, backend: str, kind: str) -> None:
         # Rare by nature (each one is a failed attempt): no child cache needed.
