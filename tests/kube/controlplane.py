@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import socket
 import ssl
 import subprocess
 import sys
@@ -30,6 +29,7 @@ from pathlib import Path
 
 from tests.kube import processes
 from tests.kube.kubeconfig import write_kubeconfig
+from tests.support.ports import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager")
@@ -94,14 +94,6 @@ def resolve_assets() -> Path:
     if returncode != 0 or not holds_binaries(path):
         raise AssetsError(f"{script} failed (exit {returncode}):\n" + "\n".join(tail))
     return Path(path)
-
-
-def free_port() -> int:
-    # The port is free when we look; the tiny race until the component binds it is accepted
-    # because the alternative (components picking ports and reporting them) does not exist.
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _http_status(

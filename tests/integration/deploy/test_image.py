@@ -11,7 +11,6 @@ import asyncio
 import json
 import os
 import secrets
-import socket
 import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -21,6 +20,7 @@ import pytest
 
 from tests.integration.deploy.conftest import ROOT
 from tests.support.backends import Backend
+from tests.support.ports import free_port
 from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1500)]
@@ -41,12 +41,6 @@ async def docker_async(*args: str, limit_seconds: float = 120) -> tuple[int, str
         out, err = await process.communicate()
     assert process.returncode is not None
     return process.returncode, out.decode(), err.decode()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="module")

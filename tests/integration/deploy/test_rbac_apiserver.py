@@ -24,6 +24,7 @@ import yaml
 from tests.integration.deploy.conftest import CHART
 from tests.kube.controlplane import ControlPlane
 from tests.kube.fixtures import SaKubeconfig
+from tests.support.ports import free_port
 from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
@@ -51,14 +52,6 @@ DENIED = [
     ("delete", "events"),
     ("list", "endpoints"),
 ]
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture
