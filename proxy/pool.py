@@ -120,23 +120,18 @@ class Pool:
             return PoolChange(spec.name, added=spec.endpoints)
         if current.spec == spec:
             return PoolChange(spec.name)
-        old_keys = {e.key for e in current.spec.endpoints}
-        new_keys = {e.key for e in spec.endpoints}
-        added = tuple(e for e in spec.endpoints if e.key not in old_keys)
-        removed = tuple(e for e in current.spec.endpoints if e.key not in new_keys)
+        by_key = {e.key: e for e in spec.endpoints}
+        added = tuple(e for e in spec.endpoints if e.key not in current.by_key)
+        removed = tuple(e for e in current.spec.endpoints if e.key not in by_key)
         if (current.spec.strategy, current.spec.hash_on) != (spec.strategy, spec.hash_on):
             current.strategy = self._new_strategy(spec)
         health_turned_off = current.spec.health.enabled and not spec.health.enabled
         current.spec = spec
-        current.by_key = {e.key: e for e in spec.endpoints}
-        current.healthy = (current.healthy & new_keys) | {e.key for e in added}
-        current.active_down &= new_keys
-        for key in list(current.ejected_until):
-            if key not in new_keys:
-                del current.ejected_until[key]
-        for key in list(current.failures_5xx):
-            if key not in new_keys:
-                del current.failures_5xx[key]
+        current.by_key = by_key
+        current.healthy = (current.healthy & by_key.keys()) | {e.key for e in added}
+        current.active_down &= by_key.keys()
+        current.ejected_until = {k: t for k, t in current.ejected_until.items() if k in by_key}
+        current.failures_5xx = {k: n for k, n in current.failures_5xx.items() if k in by_key}
         current.rebuild()
         if health_turned_off:
             # Nothing will probe these any more: an endpoint held out by a failed probe or a
