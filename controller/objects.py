@@ -64,9 +64,9 @@ class ServiceInfo:
 
     @classmethod
     def from_api(cls, obj: Mapping[str, Any]) -> ServiceInfo:
-        meta = _mapping(obj.get("metadata"))
-        spec = _mapping(obj.get("spec"))
-        raw_annotations = _mapping(meta.get("annotations"))
+        meta = mapping(obj.get("metadata"))
+        spec = mapping(obj.get("spec"))
+        raw_annotations = mapping(meta.get("annotations"))
         annotations = tuple(
             sorted(
                 (str(k), str(v))
@@ -113,7 +113,7 @@ class SliceEndpoint:
 
     @classmethod
     def from_api(cls, obj: Mapping[str, Any]) -> SliceEndpoint:
-        conditions = _mapping(obj.get("conditions"))
+        conditions = mapping(obj.get("conditions"))
         ready = _condition(conditions.get("ready"), default=True)
         return cls(
             addresses=tuple(str(a) for a in _sequence(obj.get("addresses")) if a),
@@ -147,8 +147,8 @@ class SliceInfo:
 
     @classmethod
     def from_api(cls, obj: Mapping[str, Any]) -> SliceInfo:
-        meta = _mapping(obj.get("metadata"))
-        labels = _mapping(meta.get("labels"))
+        meta = mapping(obj.get("metadata"))
+        labels = mapping(meta.get("labels"))
         ports = tuple(
             SlicePort(
                 name=str(p.get("name") or ""),
@@ -191,7 +191,8 @@ class ClusterView(Protocol):
         ...
 
 
-def _mapping(value: Any) -> Mapping[str, Any]:
+def mapping(value: Any) -> Mapping[str, Any]:
+    """`value` if it is a JSON object, else an empty one (the API may omit or mangle a field)."""
     return value if isinstance(value, Mapping) else {}
 
 

@@ -31,7 +31,8 @@ from kubernetes_asyncio import client
 
 from controller.backoff import Backoff
 from controller.cache import KINDS, Cache, Kind, Object, WatchScope
-from controller.watch_stream import Gone, StreamReader, WatchError, mapping, raise_for_status
+from controller.objects import mapping
+from controller.watch_stream import Gone, StreamReader, WatchError, raise_for_status
 
 __all__ = ["Backoff", "WatchMetrics", "WatchScope", "WatchTiming", "run_watches"]
 

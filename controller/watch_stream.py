@@ -21,7 +21,7 @@ import aiohttp
 from kubernetes_asyncio import client
 
 from controller.cache import Cache, Kind, Object, WatchScope
-from controller.objects import SERVICE_NAME_LABEL, ServiceInfo, SliceInfo
+from controller.objects import SERVICE_NAME_LABEL, ServiceInfo, SliceInfo, mapping
 
 if TYPE_CHECKING:  # controller.watch imports this module
     from controller.watch import WatchTiming
@@ -224,7 +224,3 @@ async def raise_for_status(response: aiohttp.ClientResponse) -> None:
     if response.status == 410:
         raise Gone(message or "410 Gone")
     raise WatchError(f"http_{response.status}", message or response.reason or "")
-
-
-def mapping(value: Any) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
