@@ -109,7 +109,7 @@ class WebSocketForwarder:
                     autoping=False,
                     autoclose=False,
                     compress=0,
-                    max_msg_size=0,
+                    max_msg_size=_NO_LIMIT,
                     timeout=self._timeout,
                 )
             except aiohttp.WSServerHandshakeError as exc:
