@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck source-path=SCRIPTDIR
 # Builds the kubeferry container image (default tag kubeferry:dev) from wheels built on the host.
 #
 #   hack/docker-build.sh [extra docker build args...]
@@ -20,26 +21,16 @@
 # KUBEFERRY_CACHE, KUBEFERRY_DEBIAN_MIRROR (default http://deb.debian.org/debian).
 set -euo pipefail
 
-root="$(cd "$(dirname "$0")/.." && pwd)"
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(cd "$here/.." && pwd)"
+prog=docker-build
+# shellcheck source=lib.sh
+source "$here/lib.sh"
 image="${KUBEFERRY_IMAGE:-kubeferry:dev}"
 local_base="local/python-base:bookworm"
 base="${KUBEFERRY_BASE_IMAGE:-$local_base}"
-cache="${KUBEFERRY_CACHE:-$HOME/.cache/kubeferry}"
 mirror="${KUBEFERRY_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 pip="$root/.venv/bin/pip"
-
-log() { printf 'docker-build: %s\n' "$*" >&2; }
-die() { printf 'docker-build: error: %s\n' "$*" >&2; exit 1; }
-is_root() { [[ "$(id -u)" -eq 0 ]]; }
-
-apt_install() {
-  is_root || die "missing $*; install it (apt-get install $*) or run as root"
-  log "installing $* from Debian"
-  export DEBIAN_FRONTEND=noninteractive
-  mkdir -p "$cache"
-  { apt-get update -qq && apt-get install -y -qq --no-install-recommends "$@"; } \
-    >"$cache/apt.log" 2>&1 || die "apt-get install $* failed; see $cache/apt.log"
-}
 
 # --- 1. engine -------------------------------------------------------------------------------
 ensure_engine() {

@@ -19,8 +19,9 @@ wrappers="$here/envtest"
 source "$wrappers/versions.env"
 binaries=(etcd kube-apiserver kube-controller-manager)
 
-log() { printf 'envtest: %s\n' "$*" >&2; }
-die() { printf 'envtest: error: %s\n' "$*" >&2; exit 1; }
+prog=envtest
+# shellcheck source=lib.sh
+source "$here/lib.sh"
 
 holds_all() {
   local dir="$1" b
@@ -42,7 +43,7 @@ elif [[ -n "${KUBEBUILDER_ASSETS:-}" ]]; then
   log "KUBEBUILDER_ASSETS=$KUBEBUILDER_ASSETS lacks one of: ${binaries[*]}; ignoring it"
 fi
 
-cache_root="${KUBEFERRY_CACHE:-$HOME/.cache/kubeferry}/envtest"
+cache_root="$cache/envtest"
 entry="$cache_root/k8s-$KUBERNETES_VERSION-etcd-$ETCD_VERSION"
 if holds_all "$entry"; then
   log "cached: $entry"

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck source-path=SCRIPTDIR
 # End to end in a throwaway kind cluster: build the image, load it into kind, helm install the
 # chart, deploy two demo backends behind an annotated Service, and check that requests through
 # `kubectl port-forward svc/<release>-kubeferry` reach both backends. The cluster is deleted at
@@ -21,8 +22,9 @@ release=e2e
 namespace=kubeferry
 apps=demo
 
-log() { printf 'kind-test: %s\n' "$*" >&2; }
-die() { printf 'kind-test: error: %s\n' "$*" >&2; exit 1; }
+prog=kind-test
+# shellcheck source=lib.sh
+source "$here/lib.sh"
 
 # --- prerequisites: fail early and say why --------------------------------------------------------
 command -v kind >/dev/null 2>&1 \

