@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from bench.options import Options
-from bench.processes import BenchError, ProcessGroup, free_port
+from bench.processes import BenchError, ProcessGroup, free_port, group_cpu_seconds
 from bench.report import Section, format_seconds
 
 NAMESPACE = "kf-bench"
@@ -176,7 +176,7 @@ def run_controller(
         in_process = in_process_delays(admin_port)
         rss, peak = memory(process.pid)
         time.sleep(2.0)  # let the last change settle before the quiet window
-        cpu = idle_cpu(process.pid, plan.idle_seconds)
+        cpu = idle_cpu(process, plan.idle_seconds)
         if process.poll() is not None:
             raise BenchError(f"the controller exited with {process.returncode}")
     finally:
@@ -449,18 +449,10 @@ def _proc_status(pid: int) -> Iterator[tuple[str, int]]:
             yield key, int(parts[0]) * 1024
 
 
-def cpu_seconds(pid: int) -> float:
-    # Fields after the command name (which may hold spaces): utime is 14th, stime 15th overall.
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    rest = stat.rsplit(")", 1)[1].split()
-    ticks = int(rest[11]) + int(rest[12])
-    return ticks / os.sysconf("SC_CLK_TCK")
-
-
-def idle_cpu(pid: int, seconds: float) -> float:
-    before, start = cpu_seconds(pid), time.monotonic()
+def idle_cpu(process: subprocess.Popen[bytes], seconds: float) -> float:
+    before, start = group_cpu_seconds(process), time.monotonic()
     time.sleep(seconds)
-    return (cpu_seconds(pid) - before) / (time.monotonic() - start)
+    return (group_cpu_seconds(process) - before) / (time.monotonic() - start)
 
 
 # -- the report -----------------------------------------------------------------------------
