@@ -8,7 +8,6 @@ loop with the proxy on an ephemeral port. Fixtures are factories with a cleanup 
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -21,15 +20,9 @@ from proxy.cli import standalone_upstream
 from proxy.routing import Router, RouteTable
 from proxy.settings import load_settings
 from tests.support.backends import Backend
+from tests.support.ports import free_port
 
 pytestmark = pytest.mark.integration
-
-
-def free_port() -> int:
-    """A port that was free a moment ago (for settings that cannot take 0)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
