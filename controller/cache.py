@@ -59,7 +59,7 @@ class WatchScope:
         return f"{self.namespace or '*'}/{self.service or '*'}"
 
 
-def _service_of(kind: Kind, obj: Object) -> str:
+def _service_of(obj: Object) -> str:
     return obj.service if isinstance(obj, SliceInfo) else obj.name
 
 
@@ -157,7 +157,7 @@ class Cache:
         old = self._stores[stream]
         new: dict[Key, Object] = {}
         for obj in objects:
-            if stream[1].covers(obj.namespace, _service_of(kind, obj)):
+            if stream[1].covers(obj.namespace, _service_of(obj)):
                 new[obj.key] = obj
         self._stores[stream] = new
         changed = new != old
@@ -176,7 +176,7 @@ class Cache:
     def upsert(self, kind: Kind, obj: Object, *, scope: WatchScope | None = None) -> bool:
         """An ADDED or MODIFIED event. Returns whether anything changed."""
         stream = self._stream(kind, scope)
-        if not stream[1].covers(obj.namespace, _service_of(kind, obj)):
+        if not stream[1].covers(obj.namespace, _service_of(obj)):
             return False
         store = self._stores[stream]
         old = store.get(obj.key)
