@@ -16,6 +16,7 @@ from kubernetes_asyncio.client import ApiClient, Configuration
 from controller.cache import Cache, WatchScope
 from controller.objects import SERVICE_NAME_LABEL, ServiceInfo, SliceInfo
 from controller.watch import WatchTiming, run_watches
+from tests.support.waiting import eventually
 
 
 def service(namespace: str, name: str, rv: str = "1", **annotations: str) -> dict[str, Any]:
@@ -183,10 +184,15 @@ class Harness:
         )
 
     async def until(self, predicate: Callable[[], bool], within: float = 5.0) -> None:
-        async with asyncio.timeout(within):
-            while not predicate():
-                assert self.task is None or not self.task.done(), self.task
-                await asyncio.sleep(0.005)
+        """Wait for `predicate`; fail at once if the watch task ended first."""
+
+        def holds() -> bool:
+            if predicate():
+                return True
+            assert self.task is None or not self.task.done(), self.task
+            return False
+
+        await eventually(holds, timeout=within, interval=0.005)
 
     async def stop(self) -> None:
         if self.task is not None:
