@@ -17,19 +17,14 @@ from controller.cache import Cache, WatchScope
 from controller.objects import SERVICE_NAME_LABEL, ServiceInfo, SliceInfo
 from controller.watch import WatchTiming, run_watches
 from tests.support.waiting import eventually
+from tests.unit.controller.factories import service_json
 
 
-def service(namespace: str, name: str, rv: str = "1", **annotations: str) -> dict[str, Any]:
-    return {
-        "metadata": {
-            "namespace": namespace,
-            "name": name,
-            "uid": f"uid-{namespace}-{name}",
-            "resourceVersion": rv,
-            "annotations": {f"kubeferry.io/{k}": v for k, v in annotations.items()},
-        },
-        "spec": {"ports": [{"name": "http", "port": 80, "targetPort": 8080}]},
-    }
+def service(namespace: str, name: str, rv: str = "1") -> dict[str, Any]:
+    """factories.service_json at resourceVersion `rv` (watch events carry new versions)."""
+    raw = service_json(name, namespace)
+    raw["metadata"]["resourceVersion"] = rv
+    return raw
 
 
 def endpoint_slice(
