@@ -141,11 +141,7 @@ class Controller:
 
         async def watches() -> None:
             await run_watches(
-                self._api,
-                self.cache,
-                scopes=self.cache.scopes,
-                metrics=self.metrics,
-                timing=self._watch_timing,
+                self._api, self.cache, metrics=self.metrics, timing=self._watch_timing
             )
 
         async def sync() -> None:

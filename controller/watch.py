@@ -22,7 +22,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -76,25 +76,19 @@ async def run_watches(
     api: client.ApiClient,
     cache: Cache,
     *,
-    scopes: Sequence[WatchScope] | None = None,
     metrics: WatchMetrics,
     timing: WatchTiming = WatchTiming(),
     rng: random.Random | None = None,
     clock: Callable[[], float] = time.monotonic,
     sleep: Sleep = asyncio.sleep,
 ) -> None:
-    """Keep `cache` in step with the cluster, forever: one stream per kind and scope.
-
-    `scopes` defaults to the cache's own; each must be one of them. Returns only by
-    cancellation; every failure inside is retried with backoff and never clears the cache.
+    """Keep `cache` in step with the cluster, forever: one stream per kind and each of the
+    cache's scopes. Returns only by cancellation; every failure inside is retried with backoff
+    and never clears the cache.
     """
-    scopes = tuple(scopes) if scopes is not None else cache.scopes
-    unknown = [s for s in scopes if s not in cache.scopes]
-    if unknown:
-        raise ValueError(f"scopes {unknown} are not the cache's scopes {cache.scopes}")
     rng = rng or random.Random()
     async with asyncio.TaskGroup() as group:
-        for scope in scopes:
+        for scope in cache.scopes:
             for kind in KINDS:
                 stream = _Stream(
                     api,
