@@ -33,13 +33,6 @@ class EventRecorder(Protocol):
         ...
 
 
-class NullRecorder:
-    """Records nothing (no Kubernetes API at hand); the sync's JSON log line remains."""
-
-    def warn(self, service: ServiceInfo, reason: str, message: str) -> None:
-        pass
-
-
 class EventsApi(Protocol):
     """The two calls of kubernetes-asyncio's CoreV1Api that the recorder uses."""
 
