@@ -26,13 +26,13 @@ from kubernetes_asyncio import client
 from tests.integration.controller.support import (
     create_service,
     enrolled,
-    free_port,
     get,
     serving,
 )
 from tests.kube.controlplane import ControlPlane
 from tests.kube.pods import StandInPod, StandInPods
 from tests.kube.wait import eventually
+from tests.support.ports import free_port
 
 pytestmark = [pytest.mark.kube, pytest.mark.integration]
 

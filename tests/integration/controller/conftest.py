@@ -15,7 +15,8 @@ from kubernetes_asyncio import client
 from controller.app import Controller, ControllerOptions
 from controller.watch import WatchTiming
 from proxy.settings import load_settings
-from tests.integration.controller.support import TEST_WATCH_TIMING, free_port
+from tests.integration.controller.support import TEST_WATCH_TIMING
+from tests.support.ports import free_port
 
 
 class StartController(Protocol):

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import socket
 import time
 from collections import Counter
 from collections.abc import Mapping
@@ -234,14 +233,6 @@ class Forwarder:
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
-
-
-def free_port() -> int:
-    """An unused loopback port (the kernel's pick; a small race until the listener binds)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 async def compact_etcd(etcd_url: str) -> int:

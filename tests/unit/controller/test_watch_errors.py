@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
@@ -14,6 +13,7 @@ from aiohttp.test_utils import TestServer
 
 from controller.cache import WatchScope
 from controller.watch import WatchTiming
+from tests.support.ports import free_port
 from tests.unit.controller.canned_api import (
     FAST,
     Harness,
@@ -43,13 +43,6 @@ async def empty(request: web.Request) -> web.StreamResponse:
     if is_watch(request):
         return await hang(request)
     return web.json_response(list_body([], "10"))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 async def test_watch_errors_back_off_growing_keep_the_cache_and_rewatch_from_the_same_version(
