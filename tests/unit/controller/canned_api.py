@@ -10,7 +10,9 @@ import random
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
+import pytest
 from aiohttp import web
+from aiohttp.test_utils import TestServer
 from kubernetes_asyncio.client import ApiClient, Configuration
 
 from controller.cache import Cache, WatchScope
@@ -79,6 +81,7 @@ def gone_status() -> web.Response:
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+ServerFactory = Callable[..., Awaitable[TestServer]]
 
 SERVICES_PATHS = ("/api/v1/services", "/api/v1/namespaces/{ns}/services")
 SLICES_PATHS = (
@@ -119,6 +122,13 @@ async def hang(request: web.Request) -> web.StreamResponse:
     await response.prepare(request)
     await asyncio.Event().wait()
     return response
+
+
+async def empty(request: web.Request) -> web.StreamResponse:
+    """A kind with no objects: an empty list, then a watch that stays open and silent."""
+    if is_watch(request):
+        return await hang(request)
+    return web.json_response(list_body([], "10"))
 
 
 class RecordingMetrics:
@@ -196,3 +206,30 @@ class Harness:
                 await self.task
             assert self.task.cancelled()  # CancelledError is never swallowed
         await self.api.close()
+
+
+async def start(
+    aiohttp_server: ServerFactory,
+    harnesses: list[Harness],
+    services: Handler,
+    slices: Handler = empty,
+    *,
+    scopes: tuple[WatchScope, ...] = (WatchScope(),),
+    timing: WatchTiming = FAST,
+) -> Harness:
+    """A Harness watching a loopback API stand-in that answers with `services` and `slices`;
+    added to `harnesses` (the fixture stops them)."""
+    server = await aiohttp_server(api_app(services, slices))
+    harness = Harness(str(server.make_url("")).rstrip("/"), scopes=scopes)
+    harnesses.append(harness)
+    harness.start(timing)
+    return harness
+
+
+def watch_events(caplog: pytest.LogCaptureFixture, name: str) -> list[dict[str, Any]]:
+    """The fields of the watch loop's log records with `event` = `name`."""
+    return [
+        r.__dict__
+        for r in caplog.records
+        if r.name == "kubeferry.controller.watch" and r.__dict__.get("event") == name
+    ]

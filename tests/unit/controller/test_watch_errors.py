@@ -5,44 +5,27 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestServer
 
-from controller.cache import WatchScope
 from controller.watch import WatchTiming
 from tests.support.ports import free_port
 from tests.unit.controller.canned_api import (
     FAST,
     Harness,
-    api_app,
+    ServerFactory,
     event,
     hang,
     is_watch,
     list_body,
     service,
     slice_info,
+    start,
     stream,
     svc_info,
+    watch_events,
 )
-
-ServerFactory = Callable[..., Awaitable[TestServer]]
-
-
-@pytest.fixture
-async def harnesses() -> AsyncIterator[list[Harness]]:
-    made: list[Harness] = []
-    yield made
-    for harness in made:
-        await harness.stop()
-
-
-async def empty(request: web.Request) -> web.StreamResponse:
-    if is_watch(request):
-        return await hang(request)
-    return web.json_response(list_body([], "10"))
 
 
 async def test_watch_errors_back_off_growing_keep_the_cache_and_rewatch_from_the_same_version(
@@ -69,9 +52,7 @@ async def test_watch_errors_back_off_growing_keep_the_cache_and_rewatch_from_the
     assert all(0 <= d <= cap for d, cap in zip(harness.sleep.delays, caps, strict=False))
     assert max(harness.sleep.delays[4:8]) > 0.5  # they grow (seeded: deterministic)
     assert set(harness.cache.services()) == {("shop", "web")}  # the last good state stays
-    reasons = {
-        r.__dict__["reason"] for r in caplog.records if r.__dict__.get("event") == "watch_restart"
-    }
+    reasons = {r["reason"] for r in watch_events(caplog, "watch_restart")}
     assert reasons == {"http_500"}
 
     healthy.set()  # the API server is back: state resumes
@@ -94,9 +75,7 @@ async def test_an_unreachable_api_server_leaves_the_cache_as_it_was(
     assert repr(harness.cache) == before
     assert harness.metrics.relists == []
     assert len(harness.metrics.restarts) >= 10
-    reasons = {
-        r.__dict__["reason"] for r in caplog.records if r.__dict__.get("event") == "watch_restart"
-    }
+    reasons = {r["reason"] for r in watch_events(caplog, "watch_restart")}
     assert reasons == {"connection"}
 
 
@@ -157,20 +136,6 @@ async def test_a_healthy_period_resets_the_backoff(
     assert len(delays) == 8
     # delay 7 follows the dropped healthy stream, delay 8 the 503 right after it
     assert delays[6] <= 0.5 and delays[7] <= 1.0
-
-
-async def start(
-    aiohttp_server: ServerFactory,
-    harnesses: list[Harness],
-    services: Callable[[web.Request], Awaitable[web.StreamResponse]],
-    *,
-    timing: WatchTiming = FAST,
-) -> Harness:
-    server = await aiohttp_server(api_app(services, empty))
-    harness = Harness(str(server.make_url("")).rstrip("/"), scopes=(WatchScope(),))
-    harnesses.append(harness)
-    harness.start(timing)
-    return harness
 
 
 async def test_410s_in_a_row_back_off_after_the_first(

@@ -7,19 +7,16 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestServer
 
 from controller.cache import WatchScope
 from controller.watch import WatchTiming
 from tests.unit.controller.canned_api import (
     FAST,
     Harness,
-    api_app,
+    ServerFactory,
     bookmark,
     endpoint_slice,
     event,
@@ -29,47 +26,10 @@ from tests.unit.controller.canned_api import (
     is_watch,
     list_body,
     service,
+    start,
     stream,
+    watch_events,
 )
-
-ServerFactory = Callable[..., Awaitable[TestServer]]
-
-
-@pytest.fixture
-async def harnesses() -> AsyncIterator[list[Harness]]:
-    made: list[Harness] = []
-    yield made
-    for harness in made:
-        await harness.stop()
-
-
-async def start(
-    aiohttp_server: ServerFactory,
-    harnesses: list[Harness],
-    services: Callable[[web.Request], Awaitable[web.StreamResponse]],
-    slices: Callable[[web.Request], Awaitable[web.StreamResponse]] | None = None,
-    *,
-    scopes: tuple[WatchScope, ...] = (WatchScope(),),
-    timing: WatchTiming = FAST,
-) -> Harness:
-    async def empty_slices(request: web.Request) -> web.StreamResponse:
-        if is_watch(request):
-            return await hang(request)
-        return web.json_response(list_body([], "10"))
-
-    server = await aiohttp_server(api_app(services, slices or empty_slices))
-    harness = Harness(str(server.make_url("")).rstrip("/"), scopes=scopes)
-    harnesses.append(harness)
-    harness.start(timing)
-    return harness
-
-
-def watch_events(caplog: pytest.LogCaptureFixture, name: str) -> list[dict[str, Any]]:
-    return [
-        r.__dict__
-        for r in caplog.records
-        if r.name == "kubeferry.controller.watch" and r.__dict__.get("event") == name
-    ]
 
 
 async def test_lists_then_watches_from_the_list_version_and_follows_bookmarks(
