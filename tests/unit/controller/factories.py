@@ -1,4 +1,5 @@
-"""Builders of raw API JSON and of a fake ClusterView for the controller's unit tests."""
+"""Builders of raw API JSON, a fake ClusterView and a recording EventRecorder for the
+controller's unit tests."""
 
 from __future__ import annotations
 
@@ -115,3 +116,13 @@ class FakeCluster:
 
     def slices_for(self, namespace: str, service: str) -> Sequence[SliceInfo]:
         return self.slices_by_service.get((namespace, service), ())
+
+
+class RecordingEvents:
+    """An EventRecorder that keeps every warning as (Service name, reason, message)."""
+
+    def __init__(self) -> None:
+        self.warnings: list[tuple[str, str, str]] = []
+
+    def warn(self, service: ServiceInfo, reason: str, message: str) -> None:
+        self.warnings.append((service.name, reason, message))

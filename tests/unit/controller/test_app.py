@@ -13,20 +13,16 @@ from aiohttp.test_utils import TestServer
 from kubernetes_asyncio.client import ApiClient, Configuration
 
 from controller.app import Controller, ControllerOptions, SidecarUpstream
-from controller.objects import ServiceInfo
 from proxy.settings import load_settings
-from tests.unit.controller.canned_api import api_app, endpoint_slice, hang, is_watch, list_body
-from tests.unit.controller.factories import service_json
-
-ServerFactory = Callable[..., Awaitable[TestServer]]
-
-
-class ListEvents:
-    def __init__(self) -> None:
-        self.warnings: list[tuple[str, str, str]] = []
-
-    def warn(self, service: ServiceInfo, reason: str, message: str) -> None:
-        self.warnings.append((service.name, reason, message))
+from tests.unit.controller.canned_api import (
+    ServerFactory,
+    api_app,
+    endpoint_slice,
+    hang,
+    is_watch,
+    list_body,
+)
+from tests.unit.controller.factories import RecordingEvents, service_json
 
 
 async def backend(aiohttp_server: ServerFactory) -> TestServer:
@@ -80,7 +76,7 @@ async def test_ingress_controller_routes_to_the_enrolled_service(
         [enabled_service("web", **{"path-prefix": "/web"}), enabled_service("bad", port="grpc")],
         [loopback_slice("web", web_backend.port)],
     )
-    events = ListEvents()
+    events = RecordingEvents()
     settings = load_settings(overrides={"admin_port": 0, "host": "127.0.0.1"})
     options = ControllerOptions("ingress", listen_port=0)
     async with api, Controller(settings, options, api_client=api, events=events) as controller:
@@ -108,7 +104,7 @@ async def test_sidecar_controller_serves_each_upstream_on_its_port(
     api = await fake_api(aiohttp_server, [svc], [loopback_slice("orders", orders.port)])
     settings = load_settings(overrides={"admin_port": 0})
     options = ControllerOptions("sidecar", upstreams=(SidecarUpstream("shop", "orders", 0),))
-    async with api, Controller(settings, options, api_client=api, events=ListEvents()) as c:
+    async with api, Controller(settings, options, api_client=api, events=RecordingEvents()) as c:
         async with asyncio.timeout(5):
             await c.wait_synced()
         async with (

@@ -5,12 +5,17 @@ import pytest
 
 from controller.annotations import Defaults
 from controller.desired import Selection, build_desired
-from controller.objects import ServiceInfo
 from controller.sync import READY_CONDITION, Sync
 from proxy.model import Endpoint, UpstreamSpec
 from proxy.readiness import Readiness
 from proxy.routing import Route, Router
-from tests.unit.controller.factories import FakeCluster, endpoint_json, service, slice_
+from tests.unit.controller.factories import (
+    FakeCluster,
+    RecordingEvents,
+    endpoint_json,
+    service,
+    slice_,
+)
 
 
 class FakeDataPlane:
@@ -20,14 +25,6 @@ class FakeDataPlane:
     def apply(self, upstreams: Mapping[str, UpstreamSpec]) -> bool:
         self.applied.append(dict(upstreams))
         return True
-
-
-class FakeEvents:
-    def __init__(self) -> None:
-        self.warnings: list[tuple[str, str, str]] = []
-
-    def warn(self, service: ServiceInfo, reason: str, message: str) -> None:
-        self.warnings.append((service.name, reason, message))
 
 
 class FakeMetrics:
@@ -60,7 +57,7 @@ class Harness:
         self.dataplane = FakeDataPlane()
         self.router = Router()
         self.readiness = Readiness()
-        self.events = FakeEvents()
+        self.events = RecordingEvents()
         self.metrics = FakeMetrics()
         self.now = 100.0
         selection = selection or Selection()
