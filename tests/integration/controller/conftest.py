@@ -52,6 +52,11 @@ async def start_controller(kube_api: client.ApiClient) -> AsyncIterator[StartCon
             # The stand-in pods are ours (network namespaces this session made): probing
             # them is allowed, and fast probes keep the tests short.
             "health": {"interval_seconds": 0.5, "timeout_seconds": 0.5},
+            # A deleted pod's address answers nothing (its network is gone): each attempt on it
+            # waits out the connect timeout. With the default 3 s, a request that tries two
+            # vanished pods before the live one needs ~9 s, too close to the test client's
+            # 10 s; pods on the local bridge connect in well under a millisecond.
+            "timeouts": {"connect_seconds": 1.0},
             **(settings or {}),
         }
         controller = Controller(
