@@ -108,10 +108,15 @@ async def served_by(
     host: str | None = None,
     requests: int = 20,
 ) -> Counter[str]:
-    """Which pods answered `requests` GETs (non-200 answers count as `<status>`)."""
+    """Which pods answered `requests` GETs (non-200 answers count as `<status>`, a GET the
+    client gave up on as `<timeout>`: like a 502, a sign the state has not settled yet)."""
     seen: Counter[str] = Counter()
     for _ in range(requests):
-        status, text = await get(session, port, path, host=host)
+        try:
+            status, text = await get(session, port, path, host=host)
+        except TimeoutError:
+            seen["<timeout>"] += 1
+            continue
         seen[text if status == 200 else f"<{status}>"] += 1
     return seen
 
