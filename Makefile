@@ -30,8 +30,8 @@ unit: install
 	$(BIN)/pytest tests/unit
 
 lint: install
-	$(BIN)/ruff check proxy controller tests bench
-	$(BIN)/ruff format --check proxy controller tests bench
+	$(BIN)/ruff check proxy controller kubeferry tests bench
+	$(BIN)/ruff format --check proxy controller kubeferry tests bench
 	$(BIN)/mypy
 
 demo: install

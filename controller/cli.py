@@ -1,4 +1,5 @@
 """`kubeferry controller` (also `python -m controller`): flags, credentials, then `Controller`.
+`COMMAND` is what `kubeferry.cli` adds to the data plane's commands.
 
 The environment the controller depends on (POD_NAMESPACE, the service account files,
 KUBERNETES_SERVICE_HOST) is read here and nowhere else in the package; proxy settings come
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from controller.app import ControllerOptions, SidecarUpstream
+from proxy.cli import Command, run_event_loop
 from proxy.settings import Settings, SettingsError, load_settings
 
 EXIT_USAGE = 2
@@ -88,7 +90,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"kubeferry controller: {error}", file=sys.stderr)
         return EXIT_USAGE
 
-    from proxy.cli import run_event_loop
     from proxy.logging import configure_logging
 
     configure_logging(settings.log)
@@ -230,3 +231,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     add_arguments(parser)
     return run(parser.parse_args(argv))
+
+
+COMMAND = Command(
+    "controller",
+    help="run the Kubernetes controller (ingress or sidecar mode)",
+    description="Watch Services and EndpointSlices and balance over them.",
+    add_arguments=add_arguments,
+    run=run,
+)

@@ -1,5 +1,7 @@
-"""`kubeferry`: the command line. `proxy` and `demo` live here; `controller` is contributed by
-`controller.cli` when that package is installed.
+"""The data plane's commands, `proxy` and `demo`, and the dispatch they share with the
+control plane's. The `kubeferry` command itself is assembled in `kubeferry.cli`, which adds
+`controller.cli.COMMAND`: this module never imports the control plane (`python -m proxy`
+offers only the data plane's commands).
 
 Exit status: 0 after a clean shutdown, 1 on a runtime failure (a port already taken, a crashed
 task), 2 for bad usage or an invalid setting, reported before anything listens.
@@ -10,7 +12,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,33 +37,49 @@ finishes and the exit status is still 0.
 """
 
 
-def build_parser() -> argparse.ArgumentParser:
+@dataclass(frozen=True)
+class Command:
+    """One subcommand: `add_arguments` fills its parser, `run` gets the parsed flags and
+    returns the exit status. The control plane contributes its own (controller.cli.COMMAND)."""
+
+    name: str
+    help: str
+    description: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+    epilog: str | None = None
+
+
+def build_parser(
+    commands: Sequence[Command] | None = None, *, prog: str = "kubeferry"
+) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="kubeferry",
+        prog=prog,
         description="A Kubernetes-aware HTTP (L7) load balancer.",
     )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    proxy = commands.add_parser(
-        "proxy",
-        help="balance HTTP over static backends",
-        description="Run the load balancer over a fixed list of backends.",
-        epilog=_PROXY_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    _add_setting_flags(proxy)
-
-    demo = commands.add_parser(
-        "demo",
-        help="three local demo backends behind the load balancer on :3000",
-        description="Start demo backends on 127.0.0.1:3001-3003 and the load balancer on "
-        "127.0.0.1:3000, and print how to watch it fail over and recover.",
-    )
-    demo.add_argument("--port", type=int, default=3000, help="load balancer port (default 3000)")
-    demo.add_argument("--admin-port", type=int, default=9000, help="admin port (default 9000)")
-
-    _add_controller(commands)
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for command in DATA_PLANE_COMMANDS if commands is None else commands:
+        sub = subparsers.add_parser(
+            command.name,
+            help=command.help,
+            description=command.description,
+            epilog=command.epilog,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        command.add_arguments(sub)
+        sub.set_defaults(_run=command.run)
     return parser
+
+
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    commands: Sequence[Command] | None = None,
+    prog: str = "kubeferry",
+) -> int:
+    """Parse `argv` and run the chosen command (by default the data plane's only)."""
+    args = build_parser(commands, prog=prog).parse_args(argv)
+    return int(args._run(args))
 
 
 def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
@@ -113,39 +132,28 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     return overrides
 
 
-def _add_controller(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _run_proxy_command(args: argparse.Namespace) -> int:
     try:
-        from controller import cli as controller_cli  # type: ignore[attr-defined,unused-ignore]
-    except ImportError:
-        return  # the control plane is not installed: proxy and demo still work
-    controller = commands.add_parser(
-        "controller",
-        help="run the Kubernetes controller (ingress or sidecar mode)",
-        description="Watch Services and EndpointSlices and balance over them.",
-    )
-    controller_cli.add_arguments(controller)
-    controller.set_defaults(_run=controller_cli.run)
+        settings = load_settings(config_file=args.config, overrides=_overrides(args))
+        if not settings.backends:
+            raise SettingsError(
+                "backends: at least one is required (--backend or KUBEFERRY_BACKENDS)"
+            )
+    except SettingsError as error:
+        print(f"kubeferry: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    return run_proxy(settings)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.command == "proxy":
-        try:
-            settings = load_settings(config_file=args.config, overrides=_overrides(args))
-            if not settings.backends:
-                raise SettingsError(
-                    "backends: at least one is required (--backend or KUBEFERRY_BACKENDS)"
-                )
-        except SettingsError as error:
-            print(f"kubeferry: {error}", file=sys.stderr)
-            return EXIT_USAGE
-        return run_proxy(settings)
-    if args.command == "demo":
-        from proxy.demo import run_demo
+def _add_demo_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--port", type=int, default=3000, help="load balancer port (default 3000)")
+    parser.add_argument("--admin-port", type=int, default=9000, help="admin port (default 9000)")
 
-        return run_demo(port=args.port, admin_port=args.admin_port)
-    run = args._run
-    return int(run(args))
+
+def _run_demo_command(args: argparse.Namespace) -> int:
+    from proxy.demo import run_demo
+
+    return run_demo(port=args.port, admin_port=args.admin_port)
 
 
 def run_proxy(settings: Settings) -> int:
@@ -196,3 +204,23 @@ def run_event_loop(main: Coroutine[Any, Any, int]) -> int:
         except OSError as error:
             print(f"kubeferry: cannot listen: {error}", file=sys.stderr)
             return 1
+
+
+DATA_PLANE_COMMANDS = (
+    Command(
+        "proxy",
+        help="balance HTTP over static backends",
+        description="Run the load balancer over a fixed list of backends.",
+        epilog=_PROXY_EPILOG,
+        add_arguments=_add_setting_flags,
+        run=_run_proxy_command,
+    ),
+    Command(
+        "demo",
+        help="three local demo backends behind the load balancer on :3000",
+        description="Start demo backends on 127.0.0.1:3001-3003 and the load balancer on "
+        "127.0.0.1:3000, and print how to watch it fail over and recover.",
+        add_arguments=_add_demo_flags,
+        run=_run_demo_command,
+    ),
+)
