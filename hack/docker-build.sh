@@ -5,8 +5,8 @@
 #   hack/docker-build.sh [extra docker build args...]
 #
 # Steps, each skipped when already done:
-#   1. a Docker engine: install docker.io from Debian if there is no dockerd, start dockerd in the
-#      background if none answers, wait until it does (root only; otherwise it says what to do);
+#   1. a Docker engine (hack/docker-engine.sh): install docker.io from Debian if there is no
+#      dockerd, start dockerd in the background if none answers (root only);
 #   2. the base image. By default local/python-base:bookworm, made here because no container
 #      registry may be reachable: debootstrap (minbase + python3, python3-venv, ca-certificates)
 #      -> tarball cached under ${KUBEFERRY_CACHE:-$HOME/.cache/kubeferry}/ -> `docker import`.
@@ -32,28 +32,8 @@ base="${KUBEFERRY_BASE_IMAGE:-$local_base}"
 mirror="${KUBEFERRY_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 pip="$root/.venv/bin/pip"
 
-# --- 1. engine -------------------------------------------------------------------------------
-ensure_engine() {
-  docker info >/dev/null 2>&1 && return 0
-  if ! command -v dockerd >/dev/null 2>&1; then
-    # docker.io brings dockerd, containerd and runc; an existing newer docker client keeps working
-    # against its API (the client negotiates the version down).
-    apt_install docker.io
-  fi
-  if ! pgrep -x dockerd >/dev/null 2>&1; then
-    is_root || die "no Docker engine answers and dockerd is not running; start it (sudo systemctl start docker)"
-    local logfile="$cache/dockerd.log"
-    mkdir -p "$cache"
-    log "starting dockerd in the background (log: $logfile)"
-    # setsid: the daemon outlives this script and is not killed with its process group.
-    setsid dockerd >"$logfile" 2>&1 </dev/null &
-  fi
-  for _ in $(seq 1 60); do
-    docker info >/dev/null 2>&1 && return 0
-    sleep 1
-  done
-  die "dockerd did not answer within 60 s; see $cache/dockerd.log"
-}
+# --- 1. engine: hack/docker-engine.sh (installs and starts dockerd when none answers) ------------
+ensure_engine() { "$here/docker-engine.sh"; }
 
 # --- 2. base image -----------------------------------------------------------------------------
 ensure_local_base() {
@@ -108,7 +88,6 @@ build_wheels() {
 }
 
 main() {
-  command -v docker >/dev/null 2>&1 || apt_install docker.io
   ensure_engine
   if [[ "$base" == "$local_base" ]]; then
     ensure_local_base
