@@ -86,24 +86,8 @@ trap 'rm -rf "$tmp"' EXIT
 trap 'printf "envtest: error: unexpected failure at line %s; the cache was not touched\n" "$LINENO" >&2' ERR
 started=$SECONDS
 
-# Module publication time: a deterministic build date, so equal inputs give equal binaries.
-# This is also the first network access: a proxy that cannot be reached fails here, clearly.
-if ! module_info="$(cd "$wrappers/kubernetes" && go mod download -json "k8s.io/kubernetes@$KUBERNETES_VERSION")"; then
-  # -json reports the failure inside the JSON, not on stderr.
-  die "cannot download k8s.io/kubernetes@$KUBERNETES_VERSION (GOPROXY=$(go env GOPROXY)): $(sed -n 's/.*"Error": *"\(.*\)".*/\1/p' <<<"$module_info")
-The cache was not touched."
-fi
-build_date="$(sed -n 's/.*"Info": *"\([^"]*\)".*/\1/p' <<<"$module_info" | xargs cat \
-  | sed -n 's/.*"Time": *"\([^"]*\)".*/\1/p')"
-[[ -n "$build_date" ]] || die "no publication time in the module info of k8s.io/kubernetes@$KUBERNETES_VERSION"
-ver="${KUBERNETES_VERSION#v}"
-major="${ver%%.*}"; minor="${ver#*.}"; minor="${minor%%.*}"
-ldflags="-s -w"
-# component-base/version feeds --version and /version; client-go's copy feeds the user agent.
-for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-  ldflags+=" -X $pkg.gitVersion=$KUBERNETES_VERSION -X $pkg.gitMajor=$major -X $pkg.gitMinor=$minor"
-  ldflags+=" -X $pkg.gitTreeState=archive -X $pkg.buildDate=$build_date"
-done
+ldflags="$(kubernetes_ldflags "$wrappers/kubernetes" "$KUBERNETES_VERSION")" \
+  || die "cannot read the module info of k8s.io/kubernetes@$KUBERNETES_VERSION; the cache was not touched"
 
 log "building Kubernetes $KUBERNETES_VERSION (kube-apiserver, kube-controller-manager) into $tmp"
 log "(a cold build downloads ~400 modules and compiles for many minutes; GOMODCACHE=$(go env GOMODCACHE) GOCACHE=$(go env GOCACHE) are reused next time)"
