@@ -54,10 +54,15 @@ class Failure:
     # False when the failure says nothing about the backend's health (a keep-alive race):
     # the endpoint then stays in rotation.
     backend_fault: bool = True
+    # True when another endpoint of the same application would answer alike (a response head
+    # over the limits): never retried.
+    final: bool = False
 
     def retryable(self, *, idempotent: bool, replayable: bool) -> bool:
-        if self.status == 504:
-            return False  # a slow backend is not made faster by sending it more work
+        if self.status == 504 or self.final:
+            # A slow backend is not made faster by sending it more work; a final failure
+            # would only repeat.
+            return False
         return replayable and (self.nothing_sent or idempotent)
 
 
@@ -82,6 +87,10 @@ def _classify_upstream(exc: upstream.UpstreamError) -> Failure:
         return Failure("connect_timeout", 502, True, "connect timed out")
     if isinstance(exc, upstream.UpstreamTimeout):
         return Failure("timeout", 504, False, f"upstream timed out: {exc}")
+    if isinstance(exc, upstream.HeadTooLarge):
+        # nginx answers "upstream sent too big header" with 502 and no retry by default. The
+        # backend is alive and answering: it stays in rotation.
+        return Failure("head_too_large", 502, False, str(exc), backend_fault=False, final=True)
     if isinstance(exc, upstream.StaleConnection):
         # The backend closed an idle connection as the request went out: it is alive, so
         # this must not take it out of rotation (see Failure.backend_fault).

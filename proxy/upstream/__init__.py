@@ -11,11 +11,14 @@ from proxy.upstream.failures import (
     UpstreamError,
     UpstreamTimeout,
 )
+from proxy.upstream.limits import HeadLimits, HeadTooLarge
 
 __all__ = [
     "BrokenResponse",
     "ConnectFailed",
     "ConnectTimeout",
+    "HeadLimits",
+    "HeadTooLarge",
     "NoResponse",
     "StaleConnection",
     "UpstreamClient",

@@ -23,8 +23,9 @@ import asyncio
 from collections.abc import AsyncIterable
 
 from proxy.model import Endpoint
-from proxy.upstream.connection import UpstreamConnection
+from proxy.upstream.connection import InterimSink, UpstreamConnection
 from proxy.upstream.failures import ConnectFailed, ConnectTimeout, StaleConnection, UpstreamError
+from proxy.upstream.limits import DEFAULT_HEAD_LIMITS, HeadLimits
 from proxy.upstream.timers import Watchdog
 
 Body = bytes | AsyncIterable[bytes] | None
@@ -47,6 +48,11 @@ class UpstreamResponse:
     @property
     def reason(self) -> str:
         return self.reason_bytes.decode("latin-1")
+
+    @property
+    def trailers(self) -> list[tuple[bytes, bytes]] | None:
+        """The trailer section of a chunked body, raw, once it arrived (None if empty)."""
+        return self._conn.trailers
 
     def take(self) -> bytes:
         """The body bytes buffered so far, b"" if none."""
@@ -86,8 +92,10 @@ class UpstreamClient:
         idle_timeout_seconds: float,
         keepalive_seconds: float,
         total_timeout_seconds: float | None = None,
+        head_limits: HeadLimits = DEFAULT_HEAD_LIMITS,
     ) -> None:
         self._connect_timeout = connect_timeout_seconds
+        self._head_limits = head_limits
         self._keepalive = keepalive_seconds
         self._watchdog = Watchdog(
             idle_seconds=idle_timeout_seconds, total_seconds=total_timeout_seconds
@@ -112,17 +120,19 @@ class UpstreamClient:
         chunked: bool = False,
         head_only: bool = False,
         retry_stale: bool = False,
+        interim: InterimSink | None = None,
     ) -> UpstreamResponse:
         """Send `head` (the request line and headers, CRLF CRLF included) and `body`, framed
         by the head (Content-Length) or, with `chunked`, in chunks; return once the answer's
-        head arrived. `head_only`: a HEAD request, whose answer has no body."""
+        head arrived. `head_only`: a HEAD request, whose answer has no body. `interim` gets
+        the 1xx answers that come before it."""
         key = (endpoint.host, endpoint.port)
         conn = self._idle_connection(key)
         fresh = conn is None
         while True:
             if conn is None:
                 conn = await self._connect(key)
-            conn.begin(head_only=head_only)
+            conn.begin(head_only=head_only, interim=interim)
             if body is None:
                 conn.write(head)
             elif isinstance(body, bytes):
@@ -183,10 +193,11 @@ class UpstreamClient:
     async def _connect(self, key: tuple[str, int]) -> UpstreamConnection:
         loop = asyncio.get_running_loop()
         watchdog = self._watchdog
+        limits = self._head_limits
         try:
             async with asyncio.timeout(self._connect_timeout):
                 _, conn = await loop.create_connection(
-                    lambda: UpstreamConnection(loop, watchdog=watchdog), *key
+                    lambda: UpstreamConnection(loop, watchdog=watchdog, limits=limits), *key
                 )
         except TimeoutError:
             raise ConnectTimeout(f"connect to {key[0]}:{key[1]} timed out") from None

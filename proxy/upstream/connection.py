@@ -4,15 +4,21 @@ One exchange at a time, never pipelined. The request goes out as the caller wrot
 answer's head is parsed into raw (name, value) pairs and its body buffered until taken.
 Reading pauses while more than `_READ_HIGH_BYTES` are buffered and untaken, so a slow client
 holds at most that much of an upstream body in memory; writing waits on the transport
-(proxy.upstream.sending). Interim 1xx answers are skipped. A HEAD answer has no body whatever
-its headers say; the parser cannot be told so, and is replaced before the next exchange.
+(proxy.upstream.sending). A HEAD answer has no body whatever its headers say; the parser
+cannot be told so, and is replaced before the next exchange.
+
+Interim 1xx answers are handed to the exchange's `InterimSink` as they arrive (the caller
+relays them to its client), except `100 Continue`: the proxy answers a client's Expect itself
+and sends the body unasked, so a backend's 100 answers nobody. The trailer section of a
+chunked body is kept apart in `trailers`, never mixed into `headers`. Heads and trailer
+sections are bounded by `HeadLimits` (proxy.upstream.limits).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterable
-from typing import cast
+from collections.abc import AsyncIterable, Callable
+from typing import NoReturn, cast
 
 import httptools
 
@@ -24,18 +30,39 @@ from proxy.upstream.failures import (
     UpstreamTimeout,
 )
 from proxy.upstream.framing import ends_at_close, keeps_alive
+from proxy.upstream.limits import (
+    DEFAULT_HEAD_LIMITS,
+    FIELD_OVERHEAD_BYTES,
+    HeadLimits,
+    HeadTooLarge,
+    field_too_large,
+    head_too_large,
+    too_many_fields,
+)
 from proxy.upstream.sending import BodySender
 from proxy.upstream.timers import Watchdog
 
 _READ_HIGH_BYTES = 256 * 1024
+# What a status line adds beyond its reason phrase ("HTTP/1.1 200 ", CRLF, the head's last CRLF).
+_STATUS_LINE_BYTES = 17
+
+InterimSink = Callable[[int, bytes, list[tuple[bytes, bytes]]], None]
+"""Takes an interim answer's status, reason and raw fields as it arrives; must not block."""
 
 
 class UpstreamConnection(asyncio.Protocol):
     """The protocol side of one upstream connection; `UpstreamClient` drives its exchanges."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, *, watchdog: Watchdog) -> None:
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        *,
+        watchdog: Watchdog,
+        limits: HeadLimits = DEFAULT_HEAD_LIMITS,
+    ) -> None:
         self._loop = loop
         self._watchdog = watchdog
+        self._limits = limits
         self._parser = httptools.HttpResponseParser(self)
         # Mutable state of the connection:
         self._parser_spent = False  # after a HEAD answer: the parser still expects its body
@@ -52,11 +79,17 @@ class UpstreamConnection(asyncio.Protocol):
         self._last_activity = 0.0  # loop time of the backend's last progress (idle timeout)
         self._waiter: asyncio.Future[None] | None = None
         self._interim = False
+        self._interim_sink: InterimSink | None = None
+        self._head_size = 0  # heads so far, interim ones included, as HeadLimits counts them
+        self._chunk_open = False  # a chunk-size line arrived and no data since: maybe trailers
+        self._trailer_bytes = 0  # raw bytes of reads spent wholly in the trailer section
         self._read_paused = False
         self.error: UpstreamError | None = None
         self.status = 0
         self.reason = b""
         self.headers: list[tuple[bytes, bytes]] = []
+        self.trailers: list[tuple[bytes, bytes]] | None = None  # of a chunked body, if any
+        self._trailer_size = 0
         self.head_done = False
         self.complete = False
         self._body: list[bytes] = []
@@ -80,11 +113,26 @@ class UpstreamConnection(asyncio.Protocol):
             return
         self._received += len(data)
         self._last_activity = self._loop.time()
+        in_trailers = self._chunk_open
         try:
             self._parser.feed_data(data)
         except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
+            # A callback that refused the head already settled the exchange (first one wins).
             failure = BrokenResponse if self.head_done else NoResponse
             self.fail(failure(f"invalid response from upstream: {exc!r}"[:300]))
+            return
+        limits = self._limits
+        if not self.head_done:
+            # Every byte so far belongs to a head (1xx answers have no body): this bounds one
+            # endless field line, which the parser would buffer until it ends.
+            if self._received > limits.head_bytes:
+                self.fail(head_too_large(self._received, limits, section="response head"))
+        elif in_trailers and self._chunk_open and not self.complete:
+            # A whole read without body data after a chunk-size line: the last chunk's
+            # trailer section, bounded the same way.
+            self._trailer_bytes += len(data)
+            if self._trailer_bytes > limits.head_bytes:
+                self.fail(head_too_large(self._trailer_bytes, limits, section="trailer section"))
 
     def eof_received(self) -> bool | None:
         self.closed = True
@@ -119,19 +167,58 @@ class UpstreamConnection(asyncio.Protocol):
             # A second answer to one request: the backend is confused.
             self.reusable = False
             self.abort()
+            return
+        self.reason = b""
+        self._head_size += _STATUS_LINE_BYTES
 
     def on_status(self, status: bytes) -> None:
         if not self.complete:
-            self.reason = status
+            # The parser hands the reason over in pieces when it spans reads.
+            self.reason += status
+            self._head_size += len(status)
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        if not self.complete:
-            self.headers.append((name, value))
+        size = len(name) + len(value) + FIELD_OVERHEAD_BYTES
+        if self.head_done:
+            if not self.complete:  # after a HEAD answer nothing more is expected
+                self._on_trailer(name, value, size)
+            return
+        if size > self._limits.field_bytes:
+            self._refuse(field_too_large(size, self._limits, section="response head"))
+        self._head_size += size
+        self.headers.append((name, value))
+
+    def _on_trailer(self, name: bytes, value: bytes, size: int) -> None:
+        limits = self._limits
+        trailers = self.trailers
+        if trailers is None:
+            trailers = self.trailers = []
+        trailers.append((name, value))
+        self._trailer_size += size
+        if size > limits.field_bytes:
+            self._refuse(field_too_large(size, limits, section="trailer section"))
+        if self._trailer_size > limits.head_bytes:
+            self._refuse(head_too_large(self._trailer_size, limits, section="trailer section"))
+        if len(trailers) > limits.field_count:
+            self._refuse(too_many_fields(len(trailers), limits, section="trailer section"))
+
+    def _refuse(self, error: HeadTooLarge) -> NoReturn:
+        # Settle the exchange, then stop the parser: it raises what a callback raised.
+        self.fail(error)
+        raise error
 
     def on_headers_complete(self) -> None:
         status = self._parser.get_status_code()
+        limits = self._limits
+        if len(self.headers) > limits.field_count:
+            self._refuse(too_many_fields(len(self.headers), limits, section="response head"))
+        if self._head_size > limits.head_bytes:
+            self._refuse(head_too_large(self._head_size, limits, section="response head"))
         if status < 200:
-            self._interim = True  # 100 Continue, 103 Early Hints: not the answer
+            self._interim = True  # 103 Early Hints and the like: not the answer
+            sink = self._interim_sink
+            if sink is not None and status != 100:
+                sink(status, self.reason, self.headers)
             return
         self.status = status
         self.head_done = True
@@ -146,7 +233,11 @@ class UpstreamConnection(asyncio.Protocol):
         else:
             self._wake()
 
+    def on_chunk_header(self) -> None:
+        self._chunk_open = True
+
     def on_body(self, body: bytes) -> None:
+        self._chunk_open = False
         if self.complete:
             self.reusable = False  # body bytes after a HEAD answer
             return
@@ -171,14 +262,19 @@ class UpstreamConnection(asyncio.Protocol):
 
     # -- the exchange, driven by UpstreamClient and UpstreamResponse -----------------------
 
-    def begin(self, *, head_only: bool) -> None:
-        """Start an exchange: reset its state; the watchdog keeps an eye on its deadlines."""
+    def begin(self, *, head_only: bool, interim: InterimSink | None = None) -> None:
+        """Start an exchange: reset its state; the watchdog keeps an eye on its deadlines.
+        `interim` gets the 1xx answers that precede the final one (100 Continue aside)."""
         if self._parser_spent:
             self._parser = httptools.HttpResponseParser(self)
             self._parser_spent = False
         self._active = True
         self._head_only = head_only
+        self._interim_sink = interim
         self.headers = []
+        self.trailers = None
+        self._head_size = self._trailer_size = self._trailer_bytes = 0
+        self._chunk_open = False
         self._interim = False
         self._received = 0
         self.error = None
@@ -251,6 +347,7 @@ class UpstreamConnection(asyncio.Protocol):
     def finish(self) -> bool:
         """End the exchange; True if the connection may serve another one."""
         self._active = False
+        self._interim_sink = None  # it holds the client's request
         self._watchdog.unwatch(self)
         self._sender.cancel()
         self.exchanges += 1
