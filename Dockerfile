@@ -1,9 +1,12 @@
 # kubeferry image, installed from wheels built on the host (hack/docker-build.sh does all of it).
 #
-# The build context is a directory holding only wheels/: kubeferry's own wheel plus binary wheels
-# of its dependencies for the base image's Python. Nothing is fetched during the build.
+# The build context is a directory holding only wheels/: kubeferry's own wheel, binary wheels of
+# its dependencies for the base image's Python, and requirements.txt, the runtime set of uv.lock
+# with hashes. Nothing is fetched during the build, and nothing but the locked set is installed:
 #
-#   pip wheel --no-deps -w ctx/wheels . && pip download -d ctx/wheels ctx/wheels/kubeferry-*.whl
+#   pip wheel --no-deps -w ctx/wheels .
+#   uv export --locked --no-emit-project --format requirements.txt -o ctx/wheels/requirements.txt
+#   pip download --require-hashes -r ctx/wheels/requirements.txt -d ctx/wheels  (+ --platform ...)
 #   docker build --network host -f Dockerfile -t kubeferry:dev ctx
 #
 # BASE_IMAGE is any Debian-like image with python3 and its venv module: python:3.12-slim (python
@@ -15,10 +18,17 @@ FROM ${BASE_IMAGE} AS build
 # Lets hack/docker-build.sh prune this stage's dangling images after each build.
 LABEL io.kubeferry.stage=build
 COPY wheels/ /tmp/wheels/
+# Hash-checking mode: every wheel must match a sha256 from uv.lock and be pinned there; kubeferry
+# itself goes in without resolving anything, and pip check proves the locked set is complete.
+# pip and the setuptools that Python 3.11's venv seeds are not part of the locked set and nothing
+# imports them at run time, so they go.
 RUN python3 -m venv /opt/kubeferry \
- && /opt/kubeferry/bin/pip install --no-cache-dir --no-index --find-links /tmp/wheels kubeferry \
- && /opt/kubeferry/bin/pip uninstall --yes --quiet pip \
- && /opt/kubeferry/bin/python -c "import proxy, controller" \
+ && /opt/kubeferry/bin/pip install --no-cache-dir --no-index --find-links /tmp/wheels \
+      --require-hashes -r /tmp/wheels/requirements.txt \
+ && /opt/kubeferry/bin/pip install --no-cache-dir --no-index --no-deps /tmp/wheels/kubeferry-*.whl \
+ && /opt/kubeferry/bin/pip check \
+ && /opt/kubeferry/bin/pip uninstall --yes --quiet pip setuptools \
+ && /opt/kubeferry/bin/python -c "import proxy, controller, kubeferry" \
  && test -x /opt/kubeferry/bin/kubeferry
 
 FROM ${BASE_IMAGE}

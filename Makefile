@@ -2,17 +2,27 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+# Keyed on both files: a change to either (a pull, `make lock`) reinstalls.
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml uv.lock | cksum | cut -d' ' -f1)
+# hack/uv.sh fetches the pinned uv once per machine (cached) and prints its path.
+UV = "$$(hack/uv.sh)"
+export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: install test unit integration lint demo bench envtest system-deps clean
+.PHONY: install lock test unit integration lint demo bench envtest system-deps clean
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+# Exactly the versions in uv.lock, runtime and dev: --locked refuses a lock that no longer matches
+# pyproject.toml, and sync removes whatever else a reused .venv holds.
+$(STAMP): pyproject.toml uv.lock
+	$(UV) sync --quiet --locked --extra dev --python $(PYTHON) \
+	  || { echo 'make install failed; if uv.lock "needs to be updated", run: make lock' >&2; exit 1; }
 	rm -f $(VENV)/.installed-* && touch $@
+
+# Re-resolves after a change to pyproject.toml's dependencies; upgrades nothing else.
+# `make lock UPGRADE=1` moves every package to the newest version the ranges allow.
+lock:
+	$(UV) lock $(if $(UPGRADE),--upgrade)
 
 # Debian packages the tests and the benchmark use (nginx, HAProxy, wrk, iproute2 for pod netns).
 system-deps:
@@ -33,6 +43,7 @@ lint: install
 	$(BIN)/ruff check proxy controller kubeferry tests bench
 	$(BIN)/ruff format --check proxy controller kubeferry tests bench
 	$(BIN)/mypy
+	$(UV) lock --check
 
 demo: install
 	$(BIN)/kubeferry demo

@@ -12,9 +12,9 @@
 #      -> tarball cached under ${KUBEFERRY_CACHE:-$HOME/.cache/kubeferry}/ -> `docker import`.
 #      With a registry, KUBEFERRY_BASE_IMAGE=python:3.12-slim uses the Dockerfile's own default;
 #   3. wheels for the base image's Python: kubeferry itself from this checkout, its dependencies
-#      as binary wheels for that Python version and platform (pinned to the versions in .venv,
-#      which the tests ran against), so the image build installs with --no-index and needs no
-#      network or CA bundle;
+#      as binary wheels for that Python version and platform: exactly the runtime set of uv.lock
+#      (the versions the tests ran against), exported with their sha256 as wheels/requirements.txt,
+#      which the image build installs with --require-hashes --no-index (no network, no CA bundle);
 #   4. docker build --network host, context = a temporary directory holding only wheels/.
 #
 # Environment: KUBEFERRY_IMAGE (tag, default kubeferry:dev), KUBEFERRY_BASE_IMAGE,
@@ -77,14 +77,19 @@ build_wheels() {
   log "wheels for Python $pyver on $arch"
   "$pip" wheel --quiet --no-deps -w "$out" "$root" >"$out.log" 2>&1 \
     || { cat "$out.log" >&2; die "building the kubeferry wheel failed"; }
-  # Pin dependencies to what .venv holds (the versions the tests ran against).
-  "$pip" freeze --exclude-editable >"$out.constraints"
+  # The locked runtime dependencies (no dev extra, not kubeferry itself), each with every sha256
+  # the lock knows; --locked fails here, before any download, if uv.lock is stale.
+  local uv
+  uv="$("$here/uv.sh")"
+  (cd "$root" && "$uv" export --quiet --locked --no-emit-project --no-header \
+    --format requirements.txt -o "$out/requirements.txt") \
+    || die "uv export failed; if uv.lock needs to be updated, run 'make lock'"
   # glibc 2.36 is bookworm's: accept every manylinux tag up to it (pip does not expand them).
   local platforms=() v
   for v in $(seq 36 -1 17); do platforms+=(--platform "manylinux_2_${v}_$arch"); done
   platforms+=(--platform "manylinux2014_$arch")
   "$pip" download --quiet --only-binary=:all: --implementation cp --python-version "$pyver" \
-    "${platforms[@]}" -c "$out.constraints" -d "$out" "$out"/kubeferry-*.whl >&2
+    "${platforms[@]}" --require-hashes -r "$out/requirements.txt" -d "$out" >&2
 }
 
 main() {
@@ -100,7 +105,6 @@ main() {
   # shellcheck disable=SC2064
   trap "rm -rf '$ctx'" EXIT
   build_wheels "$ctx/wheels"
-  rm -f "$ctx/wheels.constraints"
   cp "$root/.dockerignore" "$ctx/.dockerignore"
 
   log "docker build -t $image (base $base)"
