@@ -42,6 +42,7 @@ from proxy.readiness import Readiness
 from proxy.retry_budget import RetryBudget
 from proxy.routing import Router
 from proxy.settings import Settings
+from proxy.tls.store import CertificateStore
 from proxy.upstream import UpstreamClient
 
 log = logging.getLogger("kubeferry.app")
@@ -55,11 +56,14 @@ _NO_AUTO_HEADERS = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
 @dataclass(frozen=True)
 class Listener:
     """One proxy port and the Router that maps its requests to upstreams. Port 0 binds an
-    ephemeral port; `DataPlane.ports` tells which."""
+    ephemeral port; `DataPlane.ports` tells which. With `tls`, the port speaks HTTPS with
+    the certificates its store holds at each handshake (several listeners may share a
+    Router and a store: HTTP and HTTPS over the same routes)."""
 
     host: str
     port: int
     router: Router
+    tls: CertificateStore | None = None
 
 
 def upstream_client(settings: Settings) -> UpstreamClient:
@@ -233,7 +237,8 @@ class DataPlane:
             self.admin_port = _bound_port(self._admin_runner)
         ports = []
         for listener in self.listeners:
-            server = self._server(listener.router)
+            tls = listener.tls
+            server = self._server(listener.router, https=tls is not None)
             self._servers.append(server)
             runner = web.ServerRunner(
                 server,
@@ -242,7 +247,13 @@ class DataPlane:
             )
             await runner.setup()
             self._runners.append(runner)
-            await web.TCPSite(runner, listener.host, listener.port, backlog=1024).start()
+            await web.TCPSite(
+                runner,
+                listener.host,
+                listener.port,
+                backlog=1024,
+                ssl_context=tls.listener_context() if tls is not None else None,
+            ).start()
             ports.append(_bound_port(runner))
         self.ports = tuple(ports)
         # Everything allocated so far (modules, settings, the app) lives as long as the process.
@@ -253,14 +264,14 @@ class DataPlane:
         log.info(
             "listening on %s (admin %s)",
             ", ".join(
-                format_authority(lst.host, port)
+                ("https://" if lst.tls is not None else "") + format_authority(lst.host, port)
                 for lst, port in zip(self.listeners, ports, strict=True)
             ),
             self.admin_port,
             extra={"event": "listening", "ports": list(ports), "admin_port": self.admin_port},
         )
 
-    def _server(self, router: Router) -> GuardedServer:
+    def _server(self, router: Router, *, https: bool) -> GuardedServer:
         assert self._session is not None and self._client is not None
         settings = self.settings
         forwarder = Forwarder(
@@ -272,6 +283,7 @@ class DataPlane:
             budget=self.budget,
             metrics=self.metrics,
             access_log=AccessLog(settings.log),
+            https=https,
         )
         limits = settings.limits
         return GuardedServer(

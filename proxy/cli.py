@@ -12,15 +12,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from proxy.model import UpstreamSpec
-from proxy.settings import Settings, SettingsError, load_settings
+from proxy.settings import Settings, SettingsError, TlsSettings, load_settings
+
+if TYPE_CHECKING:
+    from proxy.tls.store import CertificateStore
 
 EXIT_USAGE = 2
+SELF_SIGNED = "self-signed"
 
 _PROXY_EPILOG = """\
 Every setting can also come from the environment (KUBEFERRY_<FIELD>, nested fields joined
@@ -115,6 +119,37 @@ def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
         choices=("debug", "info", "warning", "error"),
         help="log level (env KUBEFERRY_LOG__LEVEL, default info)",
     )
+    tls = parser.add_argument_group(
+        "HTTPS",
+        "HTTPS on --tls-port with the same routing. The files are re-read every "
+        "tls.reload_interval_seconds and on SIGHUP; a broken pair is logged and the last good "
+        "certificate kept.",
+    )
+    tls.add_argument(
+        "--tls-cert",
+        type=Path,
+        metavar="FILE",
+        help="PEM certificate chain, leaf first (env KUBEFERRY_TLS__CERT_FILE); turns HTTPS on",
+    )
+    tls.add_argument(
+        "--tls-key", type=Path, metavar="FILE", help="its PEM private key (KUBEFERRY_TLS__KEY_FILE)"
+    )
+    tls.add_argument(
+        "--tls-port", type=int, help="HTTPS port (env KUBEFERRY_TLS_PORT, default 3443)"
+    )
+    tls.add_argument(
+        "--https-redirect",
+        action="store_true",
+        default=None,
+        help="answer plain-HTTP requests with 308 to https (env KUBEFERRY_TLS__REDIRECT_HTTP)",
+    )
+    tls.add_argument(
+        "--hsts-max-age",
+        type=int,
+        metavar="SECONDS",
+        help="Strict-Transport-Security max-age on HTTPS answers "
+        "(env KUBEFERRY_TLS__HSTS_MAX_AGE_SECONDS)",
+    )
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -129,6 +164,16 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     overrides: dict[str, Any] = {key: value for key, value in flat.items() if value is not None}
     if args.log_level is not None:
         overrides["log"] = {"level": args.log_level}
+    if args.tls_port is not None:
+        overrides["tls_port"] = args.tls_port
+    tls = {
+        "cert_file": args.tls_cert,
+        "key_file": args.tls_key,
+        "redirect_http": args.https_redirect,
+        "hsts_max_age_seconds": args.hsts_max_age,
+    }
+    if any(value is not None for value in tls.values()):
+        overrides["tls"] = {key: value for key, value in tls.items() if value is not None}
     return overrides
 
 
@@ -139,10 +184,33 @@ def _run_proxy_command(args: argparse.Namespace) -> int:
             raise SettingsError(
                 "backends: at least one is required (--backend or KUBEFERRY_BACKENDS)"
             )
+        certificates = standalone_certificates(settings.tls)
     except SettingsError as error:
         print(f"kubeferry: {error}", file=sys.stderr)
         return EXIT_USAGE
-    return run_proxy(settings)
+    return run_proxy(settings, certificates=certificates)
+
+
+def standalone_certificates(tls: TlsSettings) -> CertificateStore | None:
+    """The HTTPS listener's store: the certificate files, or a self-signed certificate when
+    HTTPS is on without files; None when HTTPS is off. SettingsError names the bad field."""
+    from proxy.tls.certificate import CertificateError, load_certificate, self_signed
+    from proxy.tls.files import CertificateFiles, utc_now
+    from proxy.tls.store import CertificateSet, CertificateStore
+
+    if not tls.serving:
+        return None
+    now = utc_now()
+    if tls.cert_file is None or tls.key_file is None:
+        chain, key = self_signed(now=now)
+        certificate = load_certificate(chain, key, source=SELF_SIGNED, now=now)
+    else:
+        files = CertificateFiles(tls.cert_file, tls.key_file)
+        try:
+            certificate = files.load(now=now)
+        except CertificateError as error:
+            raise SettingsError(files.explain(error)) from None
+    return CertificateStore(CertificateSet.build(certificate))
 
 
 def _add_demo_flags(parser: argparse.ArgumentParser) -> None:
@@ -156,25 +224,61 @@ def _run_demo_command(args: argparse.Namespace) -> int:
     return run_demo(port=args.port, admin_port=args.admin_port)
 
 
-def run_proxy(settings: Settings) -> int:
-    """The standalone load balancer until SIGTERM/SIGINT; returns the exit status."""
+def run_proxy(settings: Settings, *, certificates: CertificateStore | None = None) -> int:
+    """The standalone load balancer until SIGTERM/SIGINT; returns the exit status. With
+    `certificates`, HTTPS on tls_port too, over the same route."""
     from proxy.app import DataPlane, Listener
     from proxy.logging import configure_logging
     from proxy.routing import Router, RouteTable
 
     configure_logging(settings.log)
+    tls = settings.tls
+    router = Router(
+        RouteTable.single(
+            "default",
+            https_redirect=tls.redirect_http,
+            hsts_max_age_seconds=tls.hsts_max_age_seconds,
+        )
+    )
+    listeners = [Listener(settings.host, settings.port, router)]
+    tasks: list[Callable[[], Awaitable[None]]] = []
+    if certificates is not None:
+        listeners.append(Listener(settings.host, settings.tls_port, router, tls=certificates))
+        tasks += _certificate_tasks(tls, certificates)
 
     async def serve() -> int:
-        plane = DataPlane(
-            settings,
-            listeners=[
-                Listener(settings.host, settings.port, Router(RouteTable.single("default")))
-            ],
-        )
+        plane = DataPlane(settings, listeners=listeners)
         plane.apply({"default": standalone_upstream(settings)})
-        return await plane.serve()
+        return await plane.serve(tasks=tasks)
 
     return run_event_loop(serve())
+
+
+def _certificate_tasks(
+    tls: TlsSettings, certificates: CertificateStore
+) -> list[Callable[[], Awaitable[None]]]:
+    import logging
+
+    from proxy.tls.files import CertificateFiles, FileReloader
+
+    serving = certificates.current.default
+    log = logging.getLogger("kubeferry.tls")
+    if tls.cert_file is None or tls.key_file is None:
+        log.warning(
+            "no TLS certificate configured: serving a self-signed one (clients cannot verify "
+            "it); set tls.cert_file and tls.key_file",
+            extra={"event": "tls_self_signed", **serving.describe()},
+        )
+        return []
+    log.info(
+        "TLS certificate loaded from %s (serial %x)",
+        serving.source,
+        serving.serial,
+        extra={"event": "tls_certificate_loaded", **serving.describe()},
+    )
+    files = CertificateFiles(tls.cert_file, tls.key_file)
+    reloader = FileReloader(files, certificates, interval_seconds=tls.reload_interval_seconds)
+    return [reloader.run]
 
 
 def standalone_upstream(settings: Settings) -> UpstreamSpec:

@@ -20,6 +20,7 @@ from aiohttp import web
 from proxy.body import StreamedBody
 from proxy.errors import NO_HEALTHY_BACKENDS, Failure, classify, error_response
 from proxy.headers import (
+    ResponseFields,
     downstream_head_from_raw,
     downstream_headers_from_raw,
     upstream_request_head,
@@ -53,7 +54,10 @@ class UpstreamSender(Protocol):
 
 
 def _whole_head(
-    request: web.BaseRequest, upstream_response: UpstreamResponse, request_id: str
+    request: web.BaseRequest,
+    upstream_response: UpstreamResponse,
+    request_id: str,
+    added: ResponseFields,
 ) -> bytes | None:
     """The client's response head if the answer can go out by `send_whole`: it arrived whole
     with a Content-Length, the client speaks HTTP/1.1, and the answer has a body of its own
@@ -72,6 +76,7 @@ def _whole_head(
         upstream_response.headers,
         request_id=request_id,
         keep_alive=request.keep_alive,
+        added=added,
     )
 
 
@@ -105,9 +110,13 @@ class Failover:
         held: bytes | None,
         streamed: StreamedBody | None,
         request_id: str,
+        scheme: str = "http",
+        added: ResponseFields = (),
     ) -> web.StreamResponse:
         """Forward the request with its body held (replayable) or streamed (at most once
-        past its first byte); answer with an error response when no attempt succeeded."""
+        past its first byte); answer with an error response when no attempt succeeded.
+        `scheme` is the client's (X-Forwarded-Proto); `added` are response fields the proxy
+        sets on every relayed answer (HSTS on HTTPS)."""
         pool = self._pool
         method = request.method
         idempotent = method in IDEMPOTENT_METHODS
@@ -128,7 +137,7 @@ class Failover:
                     request.raw_path,
                     request.headers,
                     client_ip=request.remote or "",
-                    scheme="http",
+                    scheme=scheme,
                     request_id=request_id,
                     default_host=endpoint.key,
                     chunked=chunked,
@@ -151,7 +160,7 @@ class Failover:
                     else:
                         pool.report_status(upstream, endpoint, upstream_response.status)
                         outcome.status = upstream_response.status
-                        whole = _whole_head(request, upstream_response, request_id)
+                        whole = _whole_head(request, upstream_response, request_id, added)
                         if whole is not None:
                             body = upstream_response.take()
                             result = await send_whole(request, upstream_response, whole, body)
@@ -161,7 +170,7 @@ class Failover:
                             status=upstream_response.status,
                             reason=upstream_response.reason,
                             headers=downstream_headers_from_raw(
-                                upstream_response.headers, request_id=request_id
+                                upstream_response.headers, request_id=request_id, added=added
                             ),
                         )
                         result = await relay_response(request, upstream_response, response)

@@ -28,6 +28,7 @@ from proxy.pool import Pool
 from proxy.retry_budget import RetryBudget
 from proxy.routing import Router
 from proxy.settings import Settings
+from proxy.tls.redirect import hsts_fields, https_redirect
 from proxy.websocket import WebSocketForwarder, is_websocket_upgrade
 
 _CLIENT_CLOSED = 499  # nginx's convention for "the client went away first"
@@ -49,11 +50,14 @@ class Forwarder:
         "_body_idle",
         "_budget",
         "_failover",
+        "_https",
         "_max_body",
         "_metrics",
         "_pool",
+        "_redirect_port",
         "_replay_bytes",
         "_router",
+        "_scheme",
         "_websocket",
     )
 
@@ -68,7 +72,13 @@ class Forwarder:
         budget: RetryBudget,
         metrics: RequestMetrics,
         access_log: AccessSink,
+        https: bool = False,
     ) -> None:
+        # `https`: this listener terminates TLS (X-Forwarded-Proto https, HSTS); on a plain
+        # listener, routes with https_redirect answer 308 to `_redirect_port`.
+        self._https = https
+        self._scheme = "https" if https else "http"
+        self._redirect_port = settings.tls.redirect_port or settings.tls_port
         self._router = router
         self._pool = pool
         self._budget = budget
@@ -149,6 +159,8 @@ class Forwarder:
         upstream = route.upstream
         outcome.upstream = upstream
         outcome.route = f"{route.host}{route.path_prefix}" if route.host else route.path_prefix
+        if route.https_redirect and not self._https:
+            return https_redirect(request, port=self._redirect_port, request_id=request_id)
         spec = self._pool.spec(upstream)
         if spec is None or not self._pool.has_candidates(upstream):
             return error_response(503, NO_HEALTHY_BACKENDS, request_id=request_id)
@@ -186,4 +198,6 @@ class Forwarder:
             held=held,
             streamed=streamed,
             request_id=request_id,
+            scheme=self._scheme,
+            added=hsts_fields(route.hsts_max_age_seconds) if self._https else (),
         )

@@ -141,14 +141,26 @@ _HOP_BY_HOP_BYTES = frozenset(name.encode() for name in HOP_BY_HOP)
 _RESPONSE_SPECIAL = _HOP_BY_HOP_BYTES | {b"x-request-id"}
 
 
+ResponseFields = tuple[tuple[str, str], ...]
+
+
+def _without(raw: list[tuple[bytes, bytes]], added: ResponseFields) -> list[tuple[bytes, bytes]]:
+    # A field the proxy sets (HSTS) replaces the upstream's own, rather than doubling it.
+    names = {name.lower().encode("latin-1") for name, _ in added}
+    return [(name, value) for name, value in raw if name.lower() not in names]
+
+
 def downstream_headers_from_raw(
-    raw: list[tuple[bytes, bytes]], *, request_id: str
+    raw: list[tuple[bytes, bytes]], *, request_id: str, added: ResponseFields = ()
 ) -> list[tuple[str, str]]:
     """Headers to send the client, from the upstream's head as received ((name, value) byte
     pairs in, str pairs out: a list, because the response that takes it builds its own
     multidict): hop-by-hop removed, `X-Request-ID` added unless the upstream set its own.
     `Content-Length` and `Content-Encoding` pass unchanged: the body is relayed byte for byte,
-    never decompressed or recompressed."""
+    never decompressed or recompressed. `added` fields (set by the proxy) replace the
+    upstream's fields of the same names."""
+    if added:
+        raw = _without(raw, added)
     out: list[tuple[str, str]] = []
     nominated: list[bytes] = []
     has_id = False
@@ -169,6 +181,7 @@ def downstream_headers_from_raw(
         out = [(name, value) for name, value in out if name.lower() not in gone]
     if not has_id:
         out.append((REQUEST_ID, request_id))
+    out += added
     return out
 
 
@@ -182,12 +195,15 @@ def downstream_head_from_raw(
     *,
     request_id: str,
     keep_alive: bool,
+    added: ResponseFields = (),
 ) -> bytes | None:
     """The whole HTTP/1.1 response head for the client, as bytes, by the rules of
     `downstream_headers_from_raw`, `Connection: close` added unless `keep_alive`. Only for an
     answer framed by Content-Length (the client gets the framing the upstream chose); None for
     any other, and when a `Connection` header nominates fields (rare): the caller then takes
-    the general path."""
+    the general path. `added` as for `downstream_headers_from_raw`."""
+    if added:
+        raw = _without(raw, added)
     out = [b"HTTP/1.1 %d %s\r\n" % (status, reason)]
     has_id = has_length = has_date = False
     for name, value in raw:
@@ -213,6 +229,8 @@ def downstream_head_from_raw(
     if not has_date:
         # RFC 9110 section 6.6.1: a proxy forwarding an answer without Date adds one.
         out += (b"Date: ", _http_date(), b"\r\n")
+    for added_name, added_value in added:
+        out += (added_name.encode("latin-1"), b": ", added_value.encode("latin-1"), b"\r\n")
     if not keep_alive:
         out.append(b"Connection: close\r\n")
     out.append(b"\r\n")

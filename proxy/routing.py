@@ -12,11 +12,18 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True, slots=True)
 class Route:
-    """`host` is exact (`shop.example.com`), a wildcard (`*.example.com`) or None for any host."""
+    """`host` is exact (`shop.example.com`), a wildcard (`*.example.com`) or None for any host.
+
+    `https_redirect`: on a plain-HTTP listener the route answers 308 to the same URL on
+    https instead of forwarding. `hsts_max_age_seconds`: on an HTTPS listener its answers
+    carry `Strict-Transport-Security: max-age=N`. Both are per route (per host, for the
+    controller's annotations); HTTPS listeners forward as usual either way."""
 
     upstream: str
     host: str | None = None
     path_prefix: str = "/"
+    https_redirect: bool = False
+    hsts_max_age_seconds: int | None = None
 
     def matches(self, host: str, path: str) -> bool:
         if self.host is not None and not host_matches(self.host, host):
@@ -71,9 +78,15 @@ class RouteTable:
         return cls(tuple(sorted(routes, key=lambda r: r.rank, reverse=True)))
 
     @classmethod
-    def single(cls, upstream: str) -> RouteTable:
+    def single(
+        cls,
+        upstream: str,
+        *,
+        https_redirect: bool = False,
+        hsts_max_age_seconds: int | None = None,
+    ) -> RouteTable:
         """Every request to one upstream: the standalone proxy and each sidecar port."""
-        return cls((Route(upstream),))
+        return cls((Route(upstream, None, "/", https_redirect, hsts_max_age_seconds),))
 
     def match(self, host_header: str, path: str) -> Route | None:
         first = self.routes[0] if self.routes else None

@@ -13,7 +13,14 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -167,6 +174,49 @@ class LogSettings(_Frozen):
     )
 
 
+class TlsSettings(_Frozen):
+    """HTTPS on `tls_port`: TLS 1.2 minimum, ALPN http/1.1, the certificate chosen by SNI."""
+
+    enabled: bool = Field(
+        False,
+        description="Serve HTTPS on tls_port; on by itself when cert_file is set. Without "
+        "cert_file the default certificate is self-signed, made at start.",
+    )
+    cert_file: Path | None = Field(
+        None, description="PEM certificate chain (leaf first) of the default certificate."
+    )
+    key_file: Path | None = Field(None, description="PEM private key of cert_file (unencrypted).")
+    reload_interval_seconds: float = Field(
+        1.0,
+        ge=0.1,
+        le=60,
+        description="How often cert_file and key_file are re-read (SIGHUP: at once).",
+    )
+    redirect_http: bool = Field(
+        False, description="Plain-HTTP requests get 308 to https://, same host, path and query."
+    )
+    redirect_port: int | None = Field(
+        None, ge=1, le=65535, description="Port in the redirect's Location; unset: tls_port."
+    )
+    hsts_max_age_seconds: int | None = Field(
+        None, ge=0, description="Strict-Transport-Security max-age on HTTPS answers; unset: none."
+    )
+
+    @model_validator(mode="after")
+    def _pair(self) -> TlsSettings:
+        if (self.cert_file is None) != (self.key_file is None):
+            missing = "key_file" if self.key_file is None else "cert_file"
+            raise ValueError(f"tls.{missing} is required with the other one")
+        if self.redirect_http and not self.serving:
+            raise ValueError("tls.redirect_http needs HTTPS on (tls.enabled or tls.cert_file)")
+        return self
+
+    @property
+    def serving(self) -> bool:
+        """Whether the HTTPS listener runs."""
+        return self.enabled or self.cert_file is not None
+
+
 class Settings(BaseSettings):
     """The proxy's whole configuration."""
 
@@ -182,6 +232,7 @@ class Settings(BaseSettings):
     )
     host: str = Field("0.0.0.0", description="Address the proxy listens on.")
     port: int = Field(3000, ge=1, le=65535, description="Port the proxy listens on.")
+    tls_port: int = Field(3443, ge=1, le=65535, description="HTTPS port (see tls), same address.")
     admin_host: str = Field("0.0.0.0", description="Address of the admin listener.")
     admin_port: int = Field(9000, ge=0, le=65535, description="Admin port; 0 turns it off.")
     strategy: str = Field("round-robin", description="Balancing strategy.")
@@ -194,6 +245,7 @@ class Settings(BaseSettings):
     retries: RetrySettings = RetrySettings()
     limits: LimitSettings = LimitSettings()
     log: LogSettings = LogSettings()
+    tls: TlsSettings = TlsSettings()
 
     @field_validator("backends", mode="before")
     @classmethod

@@ -92,7 +92,10 @@ class WebSocketForwarder:
         request_id: str,
     ) -> web.StreamResponse:
         out_headers = upstream_request_headers(
-            request.headers, client_ip=request.remote or "", scheme="http", request_id=request_id
+            request.headers,
+            client_ip=request.remote or "",
+            scheme=request.scheme,
+            request_id=request_id,
         )
         endpoint = self._pool.pick(upstream, hash_key=hash_key)
         if endpoint is None:
