@@ -153,7 +153,7 @@ class RetrySettings(_Frozen):
 
 
 class LimitSettings(_Frozen):
-    """Request size limits."""
+    """Size limits: on client requests, and on the response heads upstreams send."""
 
     max_body_bytes: int | None = Field(
         None, gt=0, description="Larger request bodies get 413; unset: no limit (streamed)."
@@ -162,6 +162,31 @@ class LimitSettings(_Frozen):
         8190, ge=1024, description="Longest request line or header field; larger: 431."
     )
     max_header_count: int = Field(100, ge=1, description="More header fields than this: 431.")
+    # Defaults as Envoy's max_response_headers_kb (60) and max_headers_count (100); nginx's
+    # proxy_buffer_size (4 or 8 KiB for the whole head) is stricter.
+    max_response_head_bytes: int = Field(
+        60 * 1024,
+        ge=1024,
+        description="Largest response head from an upstream (status line and fields, 1xx heads "
+        "before it included; a trailer section likewise); larger: 502.",
+    )
+    max_response_field_bytes: int = Field(
+        16 * 1024,
+        ge=256,
+        description="Longest field line in an upstream's response head or trailers; longer: 502.",
+    )
+    max_response_header_count: int = Field(
+        100, ge=1, description="More fields than this in an upstream's response head: 502."
+    )
+
+    @model_validator(mode="after")
+    def _field_fits_head(self) -> LimitSettings:
+        if self.max_response_field_bytes > self.max_response_head_bytes:
+            raise ValueError(
+                f"max_response_field_bytes ({self.max_response_field_bytes}) must not exceed "
+                f"max_response_head_bytes ({self.max_response_head_bytes})"
+            )
+        return self
 
 
 class LogSettings(_Frozen):
