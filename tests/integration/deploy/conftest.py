@@ -54,13 +54,23 @@ def helm(tools_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Callable[
 
 @pytest.fixture
 def render_result(helm: Callable[..., Any], tmp_path: Path) -> Callable[..., Any]:
-    """`render_result(values)` -> the CompletedProcess of `helm template` with those values."""
+    """`render_result(values, *helm_args)` -> the CompletedProcess of `helm template` with those
+    values (and extra helm flags, such as --kube-version)."""
 
-    def run(values: Mapping[str, Any] | None = None) -> subprocess.CompletedProcess[str]:
+    def run(
+        values: Mapping[str, Any] | None = None, *helm_args: str
+    ) -> subprocess.CompletedProcess[str]:
         values_file = tmp_path / "values.yaml"
         values_file.write_text(yaml.safe_dump(dict(values or {})))
         return helm(  # type: ignore[no-any-return]
-            "template", RELEASE, str(CHART), "--namespace", NAMESPACE, "-f", str(values_file)
+            "template",
+            RELEASE,
+            str(CHART),
+            "--namespace",
+            NAMESPACE,
+            "-f",
+            str(values_file),
+            *helm_args,
         )
 
     return run

@@ -8,6 +8,7 @@ per watched namespace; bad values are refused by values.schema.json before anyth
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +77,7 @@ def test_defaults_render_an_ingress_deployment_with_cluster_rbac(render: Render)
         "ClusterRoleBinding",
         "ConfigMap",
         "Deployment",
+        "PodDisruptionBudget",
         "Service",
         "ServiceAccount",
     ]
@@ -206,7 +208,7 @@ def test_rbac_and_service_account_can_be_left_to_the_user(render: Render) -> Non
     manifests = render(
         {"rbac": {"create": False}, "serviceAccount": {"create": False, "name": "mine"}}
     )
-    assert kinds(manifests) == ["ConfigMap", "Deployment", "Service"]
+    assert kinds(manifests) == ["ConfigMap", "Deployment", "PodDisruptionBudget", "Service"]
     assert one(manifests, "Deployment")["spec"]["template"]["spec"]["serviceAccountName"] == "mine"
 
 
@@ -253,7 +255,7 @@ def test_config_change_rolls_the_pods(render: Render) -> None:
 @pytest.mark.parametrize(
     ("values", "expected_grace"),
     [
-        ({}, 40),  # drain 30 + 10
+        ({}, 45),  # drain 30 + preStop sleep 5 + 10
         ({"config": {"timeouts": {"drain_seconds": 12.5}}, "preStopSleepSeconds": 5}, 28),
         ({"terminationGracePeriodSeconds": 90}, 90),
     ],
@@ -265,10 +267,23 @@ def test_termination_grace_period_exceeds_the_drain(
     assert pod["terminationGracePeriodSeconds"] == expected_grace
 
 
-def test_pre_stop_sleep_is_rendered_only_when_asked(render: Render) -> None:
-    assert "lifecycle" not in container(render())
-    main = container(render({"preStopSleepSeconds": 5}))
-    assert main["lifecycle"]["preStop"]["exec"]["command"] == ["sleep", "5"]
+def test_pre_stop_sleep_is_on_by_default_and_needs_no_shell(render: Render) -> None:
+    # helm template renders for its default Kubernetes version (1.35 for helm 4.1), where the
+    # kubelet's own sleep action is available.
+    assert container(render())["lifecycle"]["preStop"] == {"sleep": {"seconds": 5}}
+    assert container(render({"preStopSleepSeconds": 12}))["lifecycle"]["preStop"] == {
+        "sleep": {"seconds": 12}
+    }
+    assert "lifecycle" not in container(render({"preStopSleepSeconds": 0}))
+
+
+def test_pre_stop_sleep_falls_back_to_exec_before_kubernetes_1_30(
+    render_result: Callable[..., Any],
+) -> None:
+    done = render_result({"preStopSleepSeconds": 5}, "--kube-version", "1.29.0")
+    assert done.returncode == 0, done.stderr
+    manifests = [doc for doc in yaml.safe_load_all(done.stdout) if doc]
+    assert container(manifests)["lifecycle"]["preStop"] == {"exec": {"command": ["sleep", "5"]}}
 
 
 def test_custom_ports_reach_args_container_ports_and_service(render: Render) -> None:
@@ -299,7 +314,10 @@ def test_service_monitor_scrapes_the_admin_port(render: Render) -> None:
 
 
 def test_pod_disruption_budget(render: Render) -> None:
-    assert "PodDisruptionBudget" not in kinds(render())
+    assert one(render(), "PodDisruptionBudget")["spec"]["minAvailable"] == 1
+    assert "PodDisruptionBudget" not in kinds(render({"podDisruptionBudget": {"enabled": False}}))
+    # Over a single replica a PDB would block every node drain: not rendered.
+    assert "PodDisruptionBudget" not in kinds(render({"replicaCount": 1}))
     pdb = one(render({"podDisruptionBudget": {"enabled": True}}), "PodDisruptionBudget")
     assert pdb["spec"]["minAvailable"] == 1
     pdb = one(

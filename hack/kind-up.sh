@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# shellcheck source-path=SCRIPTDIR
+# Brings up the cluster of `make kind-test` and loads the images its tests use. Idempotent. On
+# stdout, KEY=VALUE lines for the tests: CONTEXT, KUBECTL, HELM, KUBEFERRY_IMAGE, ECHO_IMAGE,
+# ECHO_IMAGE_V2, NODE_IMAGE. Progress goes to stderr. The tests (tests/kind) call it; so can you.
+#
+# A cluster of that name left by a killed run (its owner process gone) is deleted and made anew;
+# one kept on purpose (KEEP_CLUSTER=1 at its hack/kind-down.sh) is reused.
+#
+# Environment: KIND_CLUSTER (default kubeferry-e2e), KUBEFERRY_IMAGE (default kubeferry:dev),
+# KIND_NODE_IMAGE (see hack/kind-node-image.sh), KIND_OWNER_PID (the process whose death makes the
+# cluster a leftover; default: the caller).
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+prog=kind-up
+# shellcheck source=lib.sh
+source "$here/lib.sh"
+# shellcheck source=envtest/versions.env
+source "$here/envtest/versions.env"
+
+cluster="${KIND_CLUSTER:-kubeferry-e2e}"
+image="${KUBEFERRY_IMAGE:-kubeferry:dev}"
+owner_pid="${KIND_OWNER_PID:-$PPID}"
+owners="$cache/kind/clusters"
+owner_file="$owners/$cluster"
+mkdir -p "$owners"
+
+"$here/docker-engine.sh"
+kind="$("$here/kind.sh")"
+node_image="$("$here/kind-node-image.sh")"
+# kubectl within one minor version of the cluster: the one built with the node image when there
+# is one, else the one from hack/tools.sh. helm from hack/tools.sh.
+tools="$("$here/tools.sh")"
+kubectl="$cache/kind/kubernetes-$KUBERNETES_VERSION/kubectl"
+[[ -x "$kubectl" ]] || kubectl="$tools/kubectl"
+helm="$tools/helm"
+
+log "building $image"
+KUBEFERRY_IMAGE="$image" "$here/docker-build.sh" >&2
+mapfile -t echo_images < <("$here/kind-images.sh")
+
+start_time() { awk '{ print $22 }' "/proc/$1/stat" 2>/dev/null; }
+exec 9>"$owners/.$cluster.lock"
+flock -w 600 9 || die "timed out waiting for another kind-up of $cluster"
+if "$kind" get clusters 2>/dev/null | grep -qx "$cluster"; then
+  read -r pid started <"$owner_file" 2>/dev/null || pid=""
+  if [[ "$pid" == kept ]]; then
+    log "reusing cluster $cluster (kept by an earlier run)"
+  elif [[ -n "$pid" && "$pid" != "$owner_pid" && "$(start_time "$pid")" == "$started" ]]; then
+    die "cluster $cluster is in use by a running test (pid $pid); set KIND_CLUSTER to use another name"
+  elif [[ "$pid" != "$owner_pid" ]]; then
+    log "deleting cluster $cluster, left over by a run that did not finish"
+    "$kind" delete cluster --name "$cluster" >&2
+  fi
+fi
+if ! "$kind" get clusters 2>/dev/null | grep -qx "$cluster"; then
+  log "creating cluster $cluster from $node_image"
+  if ! "$kind" create cluster --name "$cluster" --image "$node_image" \
+      --config "$here/kind/cluster.yaml" --wait 180s >&2; then
+    "$kind" export logs --name "$cluster" "$cache/kind/logs-$cluster" >/dev/null 2>&1 || true
+    "$kind" delete cluster --name "$cluster" >/dev/null 2>&1 || true
+    die "kind could not create the cluster (node logs: $cache/kind/logs-$cluster)"
+  fi
+fi
+printf '%s %s\n' "$owner_pid" "$(start_time "$owner_pid")" >"$owner_file"
+
+for img in "$image" "${echo_images[@]}"; do
+  log "kind load docker-image $img"
+  "$kind" load docker-image "$img" --name "$cluster" >&2
+done
+
+cat <<OUT
+CONTEXT=kind-$cluster
+KUBECTL=$kubectl
+HELM=$helm
+KIND=$kind
+KUBEFERRY_IMAGE=$image
+ECHO_IMAGE=${echo_images[0]}
+ECHO_IMAGE_V2=${echo_images[1]}
+NODE_IMAGE=$node_image
+OUT
