@@ -32,7 +32,8 @@ system-deps:
 envtest:
 	@hack/envtest.sh
 
-# The whole suite: unit, integration on loopback, and the real control plane.
+# The whole suite: unit, integration on loopback, the real control plane, and the kind cluster
+# (tests/kind, which brings the cluster up through hack/kind-up.sh and deletes it at the end).
 test: install system-deps
 	assets="$$(hack/envtest.sh)" && KUBEBUILDER_ASSETS="$$assets" $(BIN)/pytest
 
@@ -64,6 +65,7 @@ docker: install
 tools:
 	@hack/tools.sh
 
-# End to end in a throwaway kind cluster; needs kind and a registry for the kindest/node image.
+# End to end in a throwaway kind cluster: the kind tests alone (also part of `make test`).
+# KEEP_CLUSTER=1 keeps the cluster; KIND_CLUSTER names it (context kind-<name>).
 kind-test: install
-	hack/kind-test.sh
+	$(BIN)/pytest tests/kind
