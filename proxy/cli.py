@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,6 +21,7 @@ from proxy.model import UpstreamSpec
 from proxy.settings import Settings, SettingsError, TlsSettings, load_settings
 
 if TYPE_CHECKING:
+    from proxy.tls.files import FileReloader
     from proxy.tls.store import CertificateStore
 
 EXIT_USAGE = 2
@@ -241,22 +242,26 @@ def run_proxy(settings: Settings, *, certificates: CertificateStore | None = Non
         )
     )
     listeners = [Listener(settings.host, settings.port, router)]
-    tasks: list[Callable[[], Awaitable[None]]] = []
     if certificates is not None:
         listeners.append(Listener(settings.host, settings.tls_port, router, tls=certificates))
-        tasks += _certificate_tasks(tls, certificates)
+    reloader = _reloader(tls, certificates) if certificates is not None else None
 
     async def serve() -> int:
         plane = DataPlane(settings, listeners=listeners)
         plane.apply({"default": standalone_upstream(settings)})
-        return await plane.serve(tasks=tasks)
+        if reloader is None:
+            return await plane.serve()
+        undo = reloader.handle_sighup()
+        try:
+            return await plane.serve(tasks=[reloader.run])
+        finally:
+            undo()
 
     return run_event_loop(serve())
 
 
-def _certificate_tasks(
-    tls: TlsSettings, certificates: CertificateStore
-) -> list[Callable[[], Awaitable[None]]]:
+def _reloader(tls: TlsSettings, certificates: CertificateStore) -> FileReloader | None:
+    """Log what HTTPS serves; the reloader of the certificate files, if there are any."""
     import logging
 
     from proxy.tls.files import CertificateFiles, FileReloader
@@ -269,7 +274,7 @@ def _certificate_tasks(
             "it); set tls.cert_file and tls.key_file",
             extra={"event": "tls_self_signed", **serving.describe()},
         )
-        return []
+        return None
     log.info(
         "TLS certificate loaded from %s (serial %x)",
         serving.source,
@@ -277,8 +282,7 @@ def _certificate_tasks(
         extra={"event": "tls_certificate_loaded", **serving.describe()},
     )
     files = CertificateFiles(tls.cert_file, tls.key_file)
-    reloader = FileReloader(files, certificates, interval_seconds=tls.reload_interval_seconds)
-    return [reloader.run]
+    return FileReloader(files, certificates, interval_seconds=tls.reload_interval_seconds)
 
 
 def standalone_upstream(settings: Settings) -> UpstreamSpec:

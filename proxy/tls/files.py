@@ -140,26 +140,27 @@ class FileReloader:
         """Check now instead of at the next interval (what SIGHUP does)."""
         self._wake.set()
 
-    async def run(self) -> None:
-        """Check every interval or on SIGHUP until cancelled."""
+    def handle_sighup(self) -> Callable[[], object]:
+        """Make SIGHUP call `wake()`; returns the function that undoes it. Call it before
+        the listeners bind, so that no SIGHUP from then on falls to the default action
+        (which ends the process)."""
         loop = asyncio.get_running_loop()
-        handled = True
         try:
             loop.add_signal_handler(signal.SIGHUP, self.wake)
         except (NotImplementedError, RuntimeError, ValueError):
-            handled = False  # not the main thread (embedded, tests): wake() still works
-        try:
-            while True:
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(self.interval_seconds):
-                        await self._wake.wait()
-                self._wake.clear()
-                try:
-                    # Two small local files: reading them inline costs microseconds.
-                    content: tuple[bytes, bytes] | CertificateError = self.files.read()
-                except CertificateError as error:
-                    content = error
-                self.check(content)
-        finally:
-            if handled:
-                loop.remove_signal_handler(signal.SIGHUP)
+            return lambda: None  # not the main thread (embedded, tests): wake() still works
+        return lambda: loop.remove_signal_handler(signal.SIGHUP)
+
+    async def run(self) -> None:
+        """Check every interval, or at once after `wake()`, until cancelled."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.interval_seconds):
+                    await self._wake.wait()
+            self._wake.clear()
+            try:
+                # Two small local files: reading them inline costs microseconds.
+                content: tuple[bytes, bytes] | CertificateError = self.files.read()
+            except CertificateError as error:
+                content = error
+            self.check(content)

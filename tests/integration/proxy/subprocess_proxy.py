@@ -55,12 +55,18 @@ def proxy_command(*args: str) -> list[str]:
 
 
 async def spawn_proxy(
-    backend_urls: Sequence[str], *, port: int, admin_port: int, env: dict[str, str] | None = None
+    backend_urls: Sequence[str],
+    *,
+    port: int,
+    admin_port: int,
+    env: dict[str, str] | None = None,
+    extra_args: Sequence[str] = (),
 ) -> ProxyProcess:
     """Start the proxy and wait for its `listening` log line."""
     args = ["proxy", "--host", "127.0.0.1", "--port", str(port), "--admin-port", str(admin_port)]
     for url in backend_urls:
         args += ["--backend", url]
+    args += extra_args
     process = await asyncio.create_subprocess_exec(
         *proxy_command(*args),
         cwd=ROOT,
