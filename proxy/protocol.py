@@ -1,10 +1,13 @@
-"""Connection-level guards on aiohttp's HTTP server: a request-head deadline and 431.
+"""Connection-level guards on aiohttp's HTTP server: a request-head deadline, 431, and
+HTTP/1.1 status lines on the answers to requests too broken to parse.
 
 aiohttp has no client header timeout: its keep-alive timer is the only bound on a client that
 dribbles a request head one byte at a time (slowloris), and that timer is long by design.
 `GuardedRequestHandler` arms its own timer whenever the connection is waiting for a request
 head and cancels it as soon as the parser has produced a whole one. It also answers
-oversized heads with 431 where aiohttp answers 400.
+oversized heads with 431 where aiohttp answers 400, and answers malformed requests itself:
+aiohttp would put them to a placeholder request of version 1.0 and answer `HTTP/1.0 400`,
+even to an HTTP/1.1 client.
 
 This leans on RequestHandler internals (`_messages`, `_request_in_progress`, `_upgraded`,
 `_payload_parser`), stable across aiohttp 3.x (pinned <4 in pyproject); the integration tests
@@ -15,12 +18,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from email.utils import formatdate
 from http import HTTPStatus
 from typing import Any
 
 from aiohttp import web
 from aiohttp.http_exceptions import BadHttpMessage, LineTooLong
 from aiohttp.web_protocol import RequestHandler
+
+from proxy.relay import SentResponse
 
 log = logging.getLogger("kubeferry.server")
 
@@ -29,6 +35,22 @@ _REQUEST_TIMEOUT = (
     b"Content-Type: text/plain\r\nContent-Length: 16\r\nConnection: close\r\n\r\n"
     b"Request Timeout\n"
 )
+
+
+def closing_error_bytes(status: int) -> bytes:
+    """A whole plain-text error answer, HTTP/1.1, ending the connection: for a request too
+    broken to parse, whose version is unknown. RFC 9110 section 6.2 lets a server answer in
+    the highest version it speaks (nginx does, to every client); aiohttp would say HTTP/1.0."""
+    phrase = HTTPStatus(status).phrase
+    body = f"{phrase}\n".encode()
+    head = (
+        f"HTTP/1.1 {int(status)} {phrase}\r\n"
+        "Content-Type: text/plain; charset=utf-8\r\n"
+        f"Content-Length: {len(body)}\r\n"
+        f"Date: {formatdate(usegmt=True)}\r\n"
+        "Connection: close\r\n\r\n"
+    )
+    return head.encode("ascii") + body
 
 
 def is_oversized_head(exc: BaseException | None) -> bool:
@@ -111,10 +133,10 @@ class GuardedRequestHandler(RequestHandler):
         )
         if request.writer.output_size > 0:
             raise ConnectionError("response already started; cannot send an error")
-        phrase = HTTPStatus(status).phrase
-        response = web.Response(status=status, text=f"{phrase}\n", content_type="text/plain")
-        response.force_close()
-        return response
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            transport.write(closing_error_bytes(status))
+        return SentResponse(status, keep_alive=False)
 
 
 class GuardedServer(web.Server):

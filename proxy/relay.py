@@ -7,6 +7,11 @@ in turn stops reading from the upstream. Memory stays flat for any body size.
 Once the head has gone out, an error can no longer be reported with a status: if the upstream
 breaks mid-body the client connection is aborted, so the client sees a truncated transfer
 instead of a body that silently ends early (or with garbage appended).
+
+Around the answer: its interim 1xx answers go to an HTTP/1.1 client as they arrive, before it
+(`interim_relay`; an HTTP/1.0 client must not get any, RFC 9110 section 15.2), and its trailer
+fields, filtered by proxy.trailers, end the body of an answer relayed chunked; any other
+answer (to an HTTP/1.0 client, or relayed with a length) drops them.
 """
 
 from __future__ import annotations
@@ -14,9 +19,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from aiohttp import web
+from aiohttp import HttpVersion11, web
+from aiohttp.http_writer import StreamWriter
 
+from proxy.headers import HOP_BY_HOP
+from proxy.trailers import trailer_block
 from proxy.upstream import UpstreamError
+from proxy.upstream.connection import InterimSink
 
 
 class BodySource(Protocol):
@@ -24,6 +33,9 @@ class BodySource(Protocol):
 
     @property
     def done(self) -> bool: ...
+
+    @property
+    def trailers(self) -> list[tuple[bytes, bytes]] | None: ...
 
     def take(self) -> bytes: ...
 
@@ -70,7 +82,7 @@ async def relay_response(
     complete = False
     try:
         try:
-            await response.prepare(request)
+            writer = await response.prepare(request)
         except ConnectionError as exc:
             return RelayResult(0, client_error=f"client went away: {exc}")
         while True:
@@ -78,8 +90,14 @@ async def relay_response(
             last = source.done
             try:
                 if last:
-                    # The last piece: head (if still held), body and end in one write.
-                    await response.write_eof(chunk)
+                    trailers = source.trailers
+                    # aiohttp frames the answer chunked only for an HTTP/1.1 client and a
+                    # body without a length: exactly when the client can take trailers.
+                    if trailers and isinstance(writer, StreamWriter) and writer.chunked:
+                        await _end_with_trailers(response, writer, chunk, trailers)
+                    else:
+                        # The last piece: head (if still held), body and end in one write.
+                        await response.write_eof(chunk)
                 elif chunk:
                     await response.write(chunk)
                 else:
@@ -122,6 +140,62 @@ async def send_whole(
         return RelayResult(0, client_error=f"client went away: {exc}")
     finally:
         source.release()
+
+
+async def _end_with_trailers(
+    response: web.StreamResponse,
+    writer: StreamWriter,
+    chunk: bytes,
+    trailers: list[tuple[bytes, bytes]],
+) -> None:
+    block = trailer_block(trailers)
+    if not block:
+        await response.write_eof(chunk)
+        return
+    if chunk:
+        await response.write(chunk)
+    # aiohttp's writer can only end a chunked body with an empty trailer section. With its
+    # chunking turned off it writes bytes as given, so the last chunk and the trailer
+    # section go out framed here.
+    writer.chunked = False
+    await response.write_eof(b"0\r\n" + block + b"\r\n")
+
+
+_INTERIM_DROPPED = frozenset(name.encode() for name in HOP_BY_HOP)
+
+
+def interim_head(status: int, reason: bytes, raw: list[tuple[bytes, bytes]]) -> bytes:
+    """An upstream's 1xx answer as the client gets it: hop-by-hop fields (and those its
+    `Connection` names) left out, everything else (`Link` of 103 Early Hints) as received."""
+    nominated = {
+        token.strip().lower()
+        for name, value in raw
+        if name.lower() == b"connection"
+        for token in value.split(b",")
+    }
+    lines = [b"HTTP/1.1 %d %s\r\n" % (status, reason)]
+    lines += (
+        b"%s: %s\r\n" % (name, value)
+        for name, value in raw
+        if name.lower() not in _INTERIM_DROPPED and name.lower() not in nominated
+    )
+    lines.append(b"\r\n")
+    return b"".join(lines)
+
+
+def interim_relay(request: web.BaseRequest) -> InterimSink | None:
+    """What writes an upstream's 1xx answers to this client as they arrive, straight to its
+    socket ahead of the answer; None for an HTTP/1.0 client. The writes need no waiting:
+    HeadLimits bounds the interim bytes one exchange may bring."""
+    if request.version < HttpVersion11:
+        return None
+    transport = request.transport
+
+    def relay(status: int, reason: bytes, raw: list[tuple[bytes, bytes]]) -> None:
+        if transport is not None and not transport.is_closing():
+            transport.write(interim_head(status, reason, raw))
+
+    return relay
 
 
 def _abort(request: web.BaseRequest) -> None:
