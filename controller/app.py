@@ -119,6 +119,7 @@ class Controller:
             readiness=self.plane.readiness,
             events=events,
             metrics=self.metrics,
+            resync_interval_seconds=settings.controller.resync_interval_seconds,
         )
         # Lifecycle state for start()/stop().
         self._started = asyncio.Event()

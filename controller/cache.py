@@ -6,7 +6,12 @@ half-applied list, and nothing is cleared before the new list has arrived. The m
 sync reads are updated in the same call.
 
 Events are only a signal: every effective change sets the one-slot `changed` flag, and the sync
-rebuilds its whole desired state from the cache when it wakes (level-triggered).
+rebuilds its desired state from the cache when it wakes (level-triggered). To rebuild only what
+an event can have affected, the cache also notes which objects changed (`take_changes`): a
+Service by its own name, a slice by the Service it is labelled with (before and after), since
+slices are only ever read through their Service. A relist notes "everything": the sync then
+rebuilds from scratch. The note says where to look, never what to do: the sync still reads
+the objects themselves from the cache.
 
 Mutable state, touched only from the event loop and never across an `await`:
   _stores[(kind, scope)]  key -> object, what each stream last reported
@@ -14,6 +19,7 @@ Mutable state, touched only from the event loop and never across an `await`:
                           (copy-on-write), so a Mapping the sync holds never changes under it
   _slices                 (ns, service) -> tuple of SliceInfo sorted by name; tuples replaced
   _listed                 streams that completed their first list
+  _touched, _everything   what changed since the last `take_changes()`
 """
 
 from __future__ import annotations
@@ -31,6 +37,32 @@ Kind: TypeAlias = Literal["Service", "EndpointSlice"]
 KINDS: tuple[Kind, ...] = ("Service", "EndpointSlice")
 Key: TypeAlias = tuple[str, str]
 Object: TypeAlias = ServiceInfo | SliceInfo
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectRef:
+    """A cached object by kind and name: what a change touched. Kinds other than Service
+    (Secrets, Gateway API routes) can be noted the same way; the sync maps each kind to the
+    Services it affects, and rebuilds everything for a kind it has no mapping for."""
+
+    kind: str
+    namespace: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Changes:
+    """What changed since the sync last asked: `everything` (at the start and after a
+    relist), else the objects in `touched`."""
+
+    touched: frozenset[ObjectRef] = frozenset()
+    everything: bool = False
+
+    def __bool__(self) -> bool:
+        return self.everything or bool(self.touched)
+
+
+EVERYTHING = Changes(everything=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +156,8 @@ class Cache:
         self._slices: dict[Key, tuple[SliceInfo, ...]] = {}
         self._listed: set[tuple[Kind, WatchScope]] = set()
         self._synced_event = asyncio.Event()
+        self._touched: set[ObjectRef] = set()
+        self._everything = True
 
     def __repr__(self) -> str:
         slices = sum(len(s) for s in self._slices.values())
@@ -145,6 +179,13 @@ class Cache:
 
     async def wait_synced(self) -> None:
         await self._synced_event.wait()
+
+    def take_changes(self) -> Changes:
+        """What changed since the last call (everything, the first time), and forget it."""
+        changes = EVERYTHING if self._everything else Changes(frozenset(self._touched))
+        self._touched = set()
+        self._everything = False
+        return changes
 
     # -- writes from the watch -----------------------------------------------------------------
 
@@ -170,6 +211,7 @@ class Cache:
         if len(self._listed) == len(self._stores):
             self._synced_event.set()
         if changed:
+            self._everything = True
             self._notify()
         return changed
 
@@ -190,6 +232,7 @@ class Cache:
         else:
             assert old is None or isinstance(old, SliceInfo)
             self._reindex_slices((old,) if old else (), (obj,))
+        self._touch(old, obj)
         self._notify()
         return True
 
@@ -205,6 +248,7 @@ class Cache:
             self._services = services
         else:
             self._reindex_slices((old,), ())
+        self._touch(old)
         self._notify()
         return True
 
@@ -252,6 +296,11 @@ class Cache:
                 self._slices[index_key] = tuple(members[name] for name in sorted(members))
             else:
                 self._slices.pop(index_key, None)
+
+    def _touch(self, *objects: Object | None) -> None:
+        for obj in objects:
+            if obj is not None and _service_of(obj):
+                self._touched.add(ObjectRef("Service", obj.namespace, _service_of(obj)))
 
     def _notify(self) -> None:
         self.generation += 1

@@ -1,23 +1,32 @@
 """The desired state, built from the cache alone: which Services to enrol, their upstreams and
 the route table, and every problem currently true.
 
-Pure but for the translation memo, which only saves work: every enrolled Service is parsed
-and translated (controller.annotations, controller.translate), route conflicts are resolved
-(controller.routes), and the result is one whole snapshot for the sync (controller.sync) to
-compare with what it last pushed.
+Two ways to one result. `DesiredState.rebuild` reads every candidate Service from the cache
+(startup, relist, the periodic safety resync); `DesiredState.update` reads only the Services
+a change touched, re-resolves only the routes their claims name (controller.routes), and
+builds a new route table only when a route's winner changed, so one pod moving in a cluster
+of ten thousand Services re-translates one slice. `build_desired` is a rebuild on a fresh
+state. tests/unit/controller/test_desired_incremental.py drives both through long random
+change sequences and requires equal results.
+
+Each Service is parsed and translated (controller.annotations, controller.translate) through
+the memo (controller.memo), which only saves work.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 
-from controller.annotations import Defaults, Mode, Parsed, Problem, parse_service
-from controller.objects import ClusterView, ServiceInfo, SliceInfo
-from controller.routes import Claim, resolve
-from controller.translate import SliceEntries, slice_endpoints, translate, upstream_name
+from controller.annotations import Defaults, Mode, Problem
+from controller.cache import Changes, ObjectRef
+from controller.memo import ServiceKey, Translations
+from controller.objects import ClusterView, ServiceInfo
+from controller.routes import Claim, RouteKey, resolve_group, route_key, route_sort
 from proxy.model import UpstreamSpec
-from proxy.routing import Route, RouteTable
+from proxy.routing import RouteTable
+
+__all__ = ["AFFECTED", "Desired", "DesiredState", "Selection", "Translations", "build_desired"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +43,10 @@ class Selection:
             return [services[key] for key in sorted(services)]
         return [services[key] for key in sorted(self.services) if key in services]
 
+    def wants(self, key: ServiceKey) -> bool:
+        """Whether a Service of this name is a candidate when it exists."""
+        return self.mode == "ingress" or key in self.services
+
 
 @dataclass(frozen=True, slots=True)
 class Desired:
@@ -41,72 +54,184 @@ class Desired:
 
     upstreams: Mapping[str, UpstreamSpec]
     table: RouteTable
-    # Every problem currently true, with the Service it is about.
+    # Every problem currently true, with the Service it is about: annotation problems by
+    # Service, then route conflicts by route.
     problems: tuple[tuple[ServiceInfo, Problem], ...] = ()
     # Sidecar mode: named Services not (yet) in the cache.
     missing: tuple[tuple[str, str], ...] = ()
 
 
-@dataclass(slots=True)
-class _Translated:
-    service: ServiceInfo
-    slices: Sequence[SliceInfo]
-    parsed: Parsed
-    result: tuple[UpstreamSpec, Route] | None
-    slice_keys: tuple[tuple[str, str, str], ...] = ()  # the slice memo entries it used
+# Which Services a change to an object of a kind can affect (the cache notes slice changes
+# as changes of their Service). A kind without an entry makes `update` rebuild everything:
+# correct by default, incremental once it is mapped (a Secret to the Services naming it).
+AFFECTED: Mapping[str, Callable[[ObjectRef], Iterable[ServiceKey]]] = {
+    "Service": lambda ref: ((ref.namespace, ref.name),),
+}
 
 
-@dataclass(slots=True)
-class Translations:
-    """Memo of the last translation per Service and per slice, reused while the cache hands
-    back the very same objects (it replaces, never mutates, what changed). A sync after one
-    pod moved re-translates one slice, not ten thousand endpoints.
+class DesiredState:
+    """The desired state kept between syncs, with the indexes that let a sync redo only what
+    a change touched.
 
-    Mutable state: `services` by Service key; `slices` by (namespace, slice name, port name);
-    `_used_slices`, the slice keys read during the current build (the rest are dropped)."""
+    Mutable state, changed only by `rebuild` and `update` (plain defs):
+      memo         translations per Service and slice
+      _present     candidate Services in the cache
+      _built       Service key -> its upstream (enrolled; routed only if its claim wins)
+      _problems    Service key -> its annotation problems (only when there are some)
+      _claims      route key -> {Service key: claim}: who asks for each route
+      _claim_of    Service key -> the route key it claims
+      _winners     route key -> the winning claim
+      _lost        route key -> (loser, problem) pairs, oldest loser first
+      _upstreams   upstream name -> spec: what the data plane should hold
+      _name_of     Service key -> its name in `_upstreams`
+      _table       the winners' route table
+    """
 
-    services: dict[tuple[str, str], _Translated] = field(default_factory=dict)
-    slices: dict[tuple[str, str, str], tuple[SliceInfo, SliceEntries]] = field(default_factory=dict)
-    _used_slices: set[tuple[str, str, str]] = field(default_factory=set)
+    def __init__(
+        self,
+        view: ClusterView,
+        selection: Selection,
+        defaults: Defaults,
+        *,
+        memo: Translations | None = None,
+    ) -> None:
+        self._view = view
+        self._selection = selection
+        self._defaults = defaults
+        self.memo = memo if memo is not None else Translations()
+        self._reset()
 
-    def get(
-        self, service: ServiceInfo, slices: Sequence[SliceInfo], defaults: Defaults, mode: Mode
-    ) -> _Translated:
-        entry = self.services.get(service.key)
-        if entry is not None and entry.service is service and entry.slices is slices:
-            self._used_slices.update(entry.slice_keys)  # still in use: keep their memo
-            return entry
-        parsed = parse_service(service, defaults, mode=mode)
-        result = None
-        used: list[tuple[str, str, str]] = []
-        if parsed.spec is not None:
+    def __repr__(self) -> str:
+        return (
+            f"<DesiredState {self._selection.mode}: {len(self._upstreams)} upstreams, "
+            f"{len(self._winners)} routes, {len(self._problems)} Services with problems>"
+        )
 
-            def per_slice(slice_: SliceInfo, port_name: str) -> SliceEntries:
-                key = (slice_.namespace, slice_.name, port_name)
-                used.append(key)
-                return self._slice(key, slice_, port_name)
+    def _reset(self) -> None:
+        self._present: set[ServiceKey] = set()
+        self._built: dict[ServiceKey, UpstreamSpec] = {}
+        self._problems: dict[ServiceKey, tuple[tuple[ServiceInfo, Problem], ...]] = {}
+        self._claims: dict[RouteKey, dict[ServiceKey, Claim]] = {}
+        self._claim_of: dict[ServiceKey, RouteKey] = {}
+        self._winners: dict[RouteKey, Claim] = {}
+        self._lost: dict[RouteKey, tuple[tuple[ServiceInfo, Problem], ...]] = {}
+        self._upstreams: dict[str, UpstreamSpec] = {}
+        self._name_of: dict[ServiceKey, str] = {}
+        self._table = RouteTable()
 
-            result = translate(service, slices, parsed.spec, per_slice=per_slice)
-        self._used_slices.update(used)
-        entry = _Translated(service, slices, parsed, result, tuple(used))
-        self.services[service.key] = entry
-        return entry
+    def rebuild(self) -> Desired:
+        """Everything from scratch: every index is dropped and every candidate read again.
+        Only the memo survives (it checks its inputs itself)."""
+        self._reset()
+        keys = [service.key for service in self._selection.candidates(self._view)]
+        self._redo(keys, rebuild_table=True)
+        self.memo.keep_only(set(keys))
+        return self._desired()
 
-    def _slice(self, key: tuple[str, str, str], slice_: SliceInfo, port_name: str) -> SliceEntries:
-        cached = self.slices.get(key)
-        if cached is not None and cached[0] is slice_:
-            return cached[1]
-        entries = slice_endpoints(slice_, port_name)
-        self.slices[key] = (slice_, entries)
-        return entries
+    def update(self, changes: Changes) -> Desired:
+        """Redo what `changes` can have affected, keep the rest."""
+        if changes.everything:
+            return self.rebuild()
+        keys: set[ServiceKey] = set()
+        for ref in changes.touched:
+            affected = AFFECTED.get(ref.kind)
+            if affected is None:
+                return self.rebuild()
+            keys.update(affected(ref))
+        self._redo(sorted(keys))
+        return self._desired()
 
-    def forget_except(self, keys: set[tuple[str, str]]) -> None:
-        """End of a build: drop memo entries of Services and slices it did not use."""
-        for key in [k for k in self.services if k not in keys]:
-            del self.services[key]
-        for slice_key in [k for k in self.slices if k not in self._used_slices]:
-            del self.slices[slice_key]
-        self._used_slices = set()
+    # -- the one code path of both ---------------------------------------------------------
+
+    def _redo(self, keys: Iterable[ServiceKey], *, rebuild_table: bool = False) -> None:
+        services = self._view.services()
+        affected: set[ServiceKey] = set()
+        dirty_routes: set[RouteKey] = set()
+        for key in keys:
+            affected.add(key)
+            self._forget(key, dirty_routes)
+            service = services.get(key) if self._selection.wants(key) else None
+            if service is None:
+                self.memo.drop(key)
+                continue
+            self._present.add(key)
+            entry = self.memo.get(
+                service, self._view.slices_for(*key), self._defaults, self._selection.mode
+            )
+            if entry.parsed.problems:
+                self._problems[key] = tuple((service, p) for p in entry.parsed.problems)
+            if entry.result is None:
+                continue
+            upstream, route = entry.result
+            self._built[key] = upstream
+            if self._selection.mode == "ingress":
+                claimed = route_key(route)
+                self._claims.setdefault(claimed, {})[key] = Claim(service, route)
+                self._claim_of[key] = claimed
+                dirty_routes.add(claimed)
+
+        routes_changed = rebuild_table
+        for claimed in dirty_routes:
+            # A claim that left this route was made by a Service in `keys`, so every Service
+            # whose placement can change is in `affected` once the group is added.
+            before = self._winners.pop(claimed, None)
+            self._lost.pop(claimed, None)
+            group = self._claims.get(claimed)
+            if not group:
+                routes_changed = True
+                continue
+            winner, lost = resolve_group(claimed, group.values())
+            self._winners[claimed] = winner
+            if lost:
+                self._lost[claimed] = lost
+            affected.update(group)
+            routes_changed = routes_changed or before is None or before.route != winner.route
+
+        for key in affected:
+            self._place(key)
+        if routes_changed:
+            # Built in route order, as a full resolve lists them, so that routes of equal
+            # rank keep one order however the table was reached.
+            self._table = RouteTable.build(
+                [self._winners[claimed].route for claimed in sorted(self._winners, key=route_sort)]
+            )
+
+    def _forget(self, key: ServiceKey, dirty_routes: set[RouteKey]) -> None:
+        """Take back what `key` contributed, noting the route it claimed."""
+        self._present.discard(key)
+        self._built.pop(key, None)
+        self._problems.pop(key, None)
+        claimed = self._claim_of.pop(key, None)
+        if claimed is not None:
+            group = self._claims[claimed]
+            del group[key]
+            if not group:
+                del self._claims[claimed]
+            dirty_routes.add(claimed)
+
+    def _place(self, key: ServiceKey) -> None:
+        """Put `key`'s upstream in the data plane's set, or take it out: in when built and,
+        in ingress mode, when its claim won its route."""
+        upstream = self._built.get(key)
+        if upstream is not None and self._selection.mode == "ingress":
+            winner = self._winners.get(self._claim_of[key])
+            if winner is None or winner.service.key != key:
+                upstream = None
+        old_name = self._name_of.pop(key, None)
+        if old_name is not None:
+            del self._upstreams[old_name]
+        if upstream is not None:
+            self._upstreams[upstream.name] = upstream
+            self._name_of[key] = upstream.name
+
+    def _desired(self) -> Desired:
+        problems = [p for key in sorted(self._problems) for p in self._problems[key]]
+        for claimed in sorted(self._lost, key=route_sort):
+            problems.extend(self._lost[claimed])
+        missing: tuple[tuple[str, str], ...] = ()
+        if self._selection.mode == "sidecar":
+            missing = tuple(sorted(self._selection.services - self._present))
+        return Desired(dict(self._upstreams), self._table, tuple(problems), missing)
 
 
 def build_desired(
@@ -117,30 +242,4 @@ def build_desired(
     memo: Translations | None = None,
 ) -> Desired:
     """Everything the data plane should hold, from the cache alone. Pure but for `memo`."""
-    memo = memo if memo is not None else Translations()
-    problems: list[tuple[ServiceInfo, Problem]] = []
-    claims: list[Claim] = []
-    upstreams: dict[str, UpstreamSpec] = {}
-    seen: set[tuple[str, str]] = set()
-    for service in selection.candidates(view):
-        seen.add(service.key)
-        slices = view.slices_for(service.namespace, service.name)
-        entry = memo.get(service, slices, defaults, selection.mode)
-        problems.extend((service, p) for p in entry.parsed.problems)
-        if entry.result is None:
-            continue
-        upstream, route = entry.result
-        upstreams[upstream.name] = upstream
-        claims.append(Claim(service, route))
-    memo.forget_except(seen)
-
-    if selection.mode == "sidecar":
-        missing = tuple(sorted(selection.services - seen))
-        return Desired(upstreams, RouteTable(), tuple(problems), missing)
-
-    resolution = resolve(claims)
-    for loser, problem in resolution.losers:
-        upstreams.pop(upstream_name(loser), None)
-        problems.append((loser, problem))
-    table = RouteTable.build([claim.route for claim in resolution.winners])
-    return Desired(upstreams, table, tuple(problems))
+    return DesiredState(view, selection, defaults, memo=memo).rebuild()

@@ -52,6 +52,13 @@ class ControllerMetrics:
             "Distinct invalid annotation values reported (each reported once).",
             registry=registry,
         )
+        self._full_rebuilds = Counter(
+            "kubeferry_controller_full_rebuilds_total",
+            "Syncs that rebuilt the whole desired state instead of what changed, by reason: "
+            "start, relist, resync (the periodic safety net) or error (after a failed sync).",
+            ["reason"],
+            registry=registry,
+        )
 
     def watch_restart(self, *, kind: str) -> None:
         self._watch_restarts.labels(kind=kind).inc()
@@ -73,3 +80,6 @@ class ControllerMetrics:
 
     def invalid_annotation(self) -> None:
         self._invalid.inc()
+
+    def full_rebuild(self, reason: str) -> None:
+        self._full_rebuilds.labels(reason=reason).inc()

@@ -36,29 +36,46 @@ def age_key(service: ServiceInfo) -> tuple[str, str, str]:
     return (service.created or "\uffff", service.namespace, service.name)
 
 
+RouteKey = tuple[str | None, str]  # (host, path prefix): what two claims must not share
+
+
+def route_key(route: Route) -> RouteKey:
+    return (route.host, route.path_prefix)
+
+
 def resolve(claims: Iterable[Claim]) -> Resolution:
-    by_route: dict[tuple[str | None, str], list[Claim]] = {}
+    by_route: dict[RouteKey, list[Claim]] = {}
     for claim in claims:
-        by_route.setdefault((claim.route.host, claim.route.path_prefix), []).append(claim)
+        by_route.setdefault(route_key(claim.route), []).append(claim)
     winners: list[Claim] = []
     losers: list[tuple[ServiceInfo, Problem]] = []
-    for (host, prefix), group in sorted(by_route.items(), key=lambda item: _route_sort(item[0])):
-        group.sort(key=lambda c: age_key(c.service))
-        winner, *rest = group
+    for key in sorted(by_route, key=route_sort):
+        winner, lost = resolve_group(key, by_route[key])
         winners.append(winner)
-        for claim in rest:
-            shown = f"host {host!r}, path prefix {prefix!r}" if host else f"path prefix {prefix!r}"
-            reason = (
-                f"route ({shown}) is already claimed by the older Service "
-                f"{winner.service.namespace}/{winner.service.name}; this Service is not routed"
-            )
-            annotation = ANNOTATION_PREFIX + ("host" if host else "path-prefix")
-            value = host if host else prefix
-            losers.append(
-                (claim.service, Problem(annotation, value, reason, True, "RouteConflict"))
-            )
+        losers.extend(lost)
     return Resolution(tuple(winners), tuple(losers))
 
 
-def _route_sort(key: tuple[str | None, str]) -> tuple[str, str]:
+def resolve_group(
+    key: RouteKey, claims: Iterable[Claim]
+) -> tuple[Claim, tuple[tuple[ServiceInfo, Problem], ...]]:
+    """The winner among (at least one) claims of one route, and a problem for each loser,
+    oldest loser first. Depends on nothing but these claims, so a sync that changed one
+    route's claims re-resolves that route alone."""
+    host, prefix = key
+    winner, *rest = sorted(claims, key=lambda c: age_key(c.service))
+    losers: list[tuple[ServiceInfo, Problem]] = []
+    for claim in rest:
+        shown = f"host {host!r}, path prefix {prefix!r}" if host else f"path prefix {prefix!r}"
+        reason = (
+            f"route ({shown}) is already claimed by the older Service "
+            f"{winner.service.namespace}/{winner.service.name}; this Service is not routed"
+        )
+        annotation = ANNOTATION_PREFIX + ("host" if host else "path-prefix")
+        value = host if host else prefix
+        losers.append((claim.service, Problem(annotation, value, reason, True, "RouteConflict")))
+    return winner, tuple(losers)
+
+
+def route_sort(key: RouteKey) -> tuple[str, str]:
     return (key[0] or "", key[1])

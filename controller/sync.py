@@ -1,10 +1,13 @@
-"""The sync: on a "changed" signal, rebuild the whole desired state from the cache and push it.
+"""The sync: on a "changed" signal, bring the desired state up to date from the cache and push it.
 
-Level-triggered, as traefik's providers are: watch events only wake us, and every sync reads
-every enrolled Service and its slices from the cache, translates them and resolves route
-conflicts (pure, controller.desired), and compares the result with what was last pushed. Only
-a different snapshot is pushed, whole, to the data plane (`apply`) and the router (`replace`),
-both plain defs.
+Level-triggered, as traefik's providers are: watch events only wake us, and the sync reads the
+objects themselves from the cache. What it reads is narrowed by the cache's note of what
+changed (`take_changes`): only the Services touched are translated again and only the routes
+they claim re-resolved (controller.desired). A full rebuild of everything runs at the start,
+after every relist and every `resync_interval_seconds` as a safety net. The result is compared
+with what was last pushed, and only upstreams whose snapshot differs are pushed, each whole,
+to the data plane (`update`; `apply` with the whole set after a full rebuild); the route table
+goes to the router (`replace`) only when it changed. All plain defs.
 
 The cache is never cleared on an API failure and a sync never pushes before the cache has
 listed everything once, so the data plane keeps the last known endpoints while the API server
@@ -14,15 +17,17 @@ is away.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
 from controller.annotations import Defaults, Problem
-from controller.desired import Selection, Translations, build_desired
+from controller.cache import Changes
+from controller.desired import Desired, DesiredState, Selection
 from controller.events import EventRecorder
 from controller.objects import ClusterView, ServiceInfo
 from proxy.model import UpstreamSpec
@@ -37,9 +42,15 @@ READY_CONDITION = "controller_synced"
 
 
 class UpstreamSink(Protocol):
-    """The data plane: takes the whole set of upstreams, removes the ones missing."""
+    """The data plane: takes whole upstream snapshots."""
 
-    def apply(self, upstreams: Mapping[str, UpstreamSpec]) -> bool: ...
+    def apply(self, upstreams: Mapping[str, UpstreamSpec]) -> bool:
+        """The whole set: hold exactly these upstreams, remove the ones missing."""
+        ...
+
+    def update(self, changes: Mapping[str, UpstreamSpec | None]) -> bool:
+        """Replace the named upstreams (None: remove it), leave the others alone."""
+        ...
 
 
 class RouteSink(Protocol):
@@ -66,6 +77,10 @@ class SyncSource(ClusterView, Protocol):
 
     async def wait_synced(self) -> None: ...
 
+    def take_changes(self) -> Changes:
+        """What changed since the last call, then forget it."""
+        ...
+
 
 class SyncMetrics(Protocol):
     def sync_duration(self, seconds: float) -> None: ...
@@ -77,6 +92,8 @@ class SyncMetrics(Protocol):
     def change_to_pool(self, seconds: float) -> None: ...
 
     def invalid_annotation(self) -> None: ...
+
+    def full_rebuild(self, reason: str) -> None: ...
 
 
 # -- the sync loop --------------------------------------------------------------------------
@@ -90,6 +107,10 @@ class SyncOutcome:
     pushed_routes: bool
     enrolled: int
     reported: tuple[tuple[ServiceInfo, Problem], ...] = ()
+    # Whether everything was rebuilt (else only what the changes touched), and how many
+    # upstream snapshots differed from the ones pushed before.
+    full: bool = True
+    changed_upstreams: int = 0
 
     @property
     def pushed(self) -> bool:
@@ -101,10 +122,11 @@ class Sync:
 
     Mutable state, changed only in `sync()` (a plain def, no await inside):
       _pushed     the upstreams last applied (None: nothing pushed yet)
+      _table      the route table last handed to the router
       _reported   problems already logged and reported, by Service uid; a problem is reported
                   again only after it went away, or changed, and came back
       _missing    sidecar upstreams last logged as not found
-      _memo       translations reused while their inputs are the same objects
+      _state      the desired state and its indexes, kept up to date between syncs
       first_synced  set by the first sync (of a fully listed cache); awaited by startup and tests
     """
 
@@ -120,6 +142,7 @@ class Sync:
         events: EventRecorder | None = None,
         metrics: SyncMetrics | None = None,
         clock: Callable[[], float] = time.monotonic,
+        resync_interval_seconds: float = 0.0,
     ) -> None:
         if selection.mode == "ingress" and router is None:
             raise ValueError("ingress mode needs a router for the routes")
@@ -132,10 +155,14 @@ class Sync:
         self._events = events
         self._metrics = metrics
         self._clock = clock
+        if resync_interval_seconds < 0:
+            raise ValueError("resync_interval_seconds must be 0 (off) or positive")
+        self._resync_interval_seconds = resync_interval_seconds
         self._pushed: Mapping[str, UpstreamSpec] | None = None
+        self._table: RouteTable | None = None
         self._reported: frozenset[tuple[str, Problem]] = frozenset()
         self._missing: tuple[tuple[str, str], ...] = ()
-        self._memo = Translations()
+        self._state = DesiredState(view, selection, defaults)
         self.first_synced = asyncio.Event()
         if readiness is not None:
             readiness.set(READY_CONDITION, False)
@@ -145,33 +172,64 @@ class Sync:
         return f"<Sync {self._selection.mode}: {pushed}, {len(self._reported)} problems>"
 
     async def run(self, source: SyncSource) -> None:
-        """Sync after the cache's first full list, then on every change, forever.
+        """Sync after the cache's first full list, then on every change, forever; rebuild
+        everything after a relist and every `resync_interval_seconds` (0: never), changes
+        or not.
 
-        A failing sync (a bug) is logged and the last pushed state stays; the next change
-        tries again."""
+        A failing sync (a bug) is logged and the last pushed state stays; the next sync, on
+        the next change, is a full rebuild, so the changes the failed one took are not lost."""
         await source.wait_synced()
         changed_at: float | None = None
+        full: str | None = "start"  # why the next sync rebuilds everything; None: it need not
+        resync_at = self._clock() + self._resync_interval_seconds
         while True:
+            changes = source.take_changes()
+            if full is None and changes.everything:
+                full = "relist"
+            if full is not None:
+                resync_at = self._clock() + self._resync_interval_seconds
+                if self._metrics is not None:
+                    self._metrics.full_rebuild(full)
             try:
-                self.sync(changed_at=changed_at)
+                self.sync(changed_at=changed_at, changes=None if full else changes)
+                full = None
             except Exception:  # the top of a task: keep serving the last good state
                 logger.exception("sync failed; keeping the last pushed state")
                 if self._metrics is not None:
                     self._metrics.sync_result("error")
-            changed_at = await source.changed.wait()
+                full = "error"
+            timeout = None
+            if self._resync_interval_seconds:
+                timeout = max(0.0, resync_at - self._clock())
+            try:
+                changed_at = await asyncio.wait_for(source.changed.wait(), timeout)
+            except TimeoutError:
+                changed_at, full = None, full or "resync"
 
-    def sync(self, *, changed_at: float | None = None) -> SyncOutcome:
-        """Rebuild, compare, push what changed, report new problems. Plain def: nothing can
-        interleave, so requests never see new routes before their upstreams exist."""
+    def sync(
+        self, *, changed_at: float | None = None, changes: Changes | None = None
+    ) -> SyncOutcome:
+        """Bring the desired state up to date (only what `changes` touched; everything when
+        None), push what differs, report new problems. Plain def: nothing can interleave, so
+        requests never see new routes before their upstreams exist."""
         started = self._clock()
-        desired = build_desired(self._view, self._selection, self._defaults, memo=self._memo)
-
-        pushed_upstreams = False
-        if self._pushed is None or desired.upstreams != self._pushed:
-            self._dataplane.apply(desired.upstreams)
-            self._pushed = desired.upstreams
-            pushed_upstreams = True
-        pushed_routes = self._router.replace(desired.table) if self._router is not None else False
+        full = changes is None or changes.everything or self._pushed is None
+        with _collector_paused(full):
+            state = self._state
+            desired = state.rebuild() if changes is None or full else state.update(changes)
+            delta = _delta(self._pushed or {}, desired.upstreams)
+            pushed_upstreams = False
+            if self._pushed is None or delta:
+                if full:
+                    self._dataplane.apply(desired.upstreams)
+                else:
+                    self._dataplane.update(delta)
+                self._pushed = desired.upstreams
+                pushed_upstreams = True
+        pushed_routes = False
+        if self._router is not None and desired.table is not self._table:
+            pushed_routes = self._router.replace(desired.table)
+            self._table = desired.table
 
         current = frozenset((service.uid, problem) for service, problem in desired.problems)
         new = tuple(
@@ -200,20 +258,28 @@ class Sync:
             gc.freeze()
             if self._readiness is not None:
                 self._readiness.set(READY_CONDITION, True)
-        outcome = SyncOutcome(pushed_upstreams, pushed_routes, len(desired.upstreams), new)
+        outcome = SyncOutcome(
+            pushed_upstreams, pushed_routes, len(desired.upstreams), new, full, len(delta)
+        )
         self._record(outcome, started=started, changed_at=changed_at)
-        if first or outcome.pushed:
-            logger.info(
-                "synced",
-                extra={
-                    "event": "sync",
-                    "upstreams": outcome.enrolled,
-                    "routes": len(desired.table.routes),
-                    "pushed_upstreams": pushed_upstreams,
-                    "pushed_routes": pushed_routes,
-                },
-            )
+        self._log(outcome, desired, first=first)
         return outcome
+
+    def _log(self, outcome: SyncOutcome, desired: Desired, *, first: bool) -> None:
+        if not (first or outcome.pushed):
+            return
+        logger.info(
+            "synced",
+            extra={
+                "event": "sync",
+                "upstreams": outcome.enrolled,
+                "routes": len(desired.table.routes),
+                "pushed_upstreams": outcome.pushed_upstreams,
+                "pushed_routes": outcome.pushed_routes,
+                "full": outcome.full,
+                "changed_upstreams": outcome.changed_upstreams,
+            },
+        )
 
     def _report(self, service: ServiceInfo, problem: Problem) -> None:
         event = "invalid_annotation" if problem.event_reason == "InvalidAnnotation" else "problem"
@@ -244,3 +310,38 @@ class Sync:
         self._metrics.enrolled_services(outcome.enrolled)
         if outcome.pushed and changed_at is not None:
             self._metrics.change_to_pool(now - changed_at)
+
+
+@contextlib.contextmanager
+def _collector_paused(paused: bool) -> Iterator[None]:
+    """A full rebuild allocates objects by the hundred thousand and keeps them: the cyclic
+    collector would traverse the growing heap again and again for nothing (half the time of
+    a first sync of 100,000 endpoints). Paused for that plain-def stretch only; any cycles
+    made meanwhile are collected after it."""
+    pause = paused and gc.isenabled()
+    if pause:
+        gc.disable()
+    try:
+        yield
+    finally:
+        if pause:
+            gc.enable()
+
+
+def _delta(
+    pushed: Mapping[str, UpstreamSpec], desired: Mapping[str, UpstreamSpec]
+) -> dict[str, UpstreamSpec | None]:
+    """The upstreams whose snapshot differs from the one pushed (None: gone). Compared with
+    what was pushed, not taken from the desired state's own bookkeeping, so a push is always
+    exactly the difference; unchanged snapshots are the same objects (one pointer check)."""
+    delta: dict[str, UpstreamSpec | None] = {}
+    added = 0
+    for name, spec in desired.items():
+        old = pushed.get(name)
+        if old is None:
+            added += 1
+        if old is not spec and old != spec:
+            delta[name] = spec
+    if len(pushed) > len(desired) - added:  # some pushed name is no longer desired
+        delta.update((name, None) for name in pushed if name not in desired)
+    return delta

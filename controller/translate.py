@@ -99,14 +99,35 @@ def slice_endpoints(slice_: SliceInfo, port_name: str) -> SliceEntries:
     for endpoint in slice_.endpoints:
         if not endpoint.addresses or not (endpoint.ready or endpoint.serving):
             continue
-        try:
-            address = ipaddress.ip_address(endpoint.addresses[0].strip())
-        except ValueError:
+        parsed = parse_address(endpoint.addresses[0].strip())
+        if parsed is None:
             continue  # not an IP address: nothing we can dial
-        # `compressed` is canonical, so `fd00::0001` and `fd00::1` are one endpoint.
-        entry = Endpoint(address.compressed, port, ready=endpoint.ready)
-        entries.append(((address.version, int(address), port), entry))
+        version, number, text = parsed
+        entries.append(((version, number, port), Endpoint(text, port, ready=endpoint.ready)))
     return tuple(entries)
+
+
+def parse_address(text: str) -> tuple[int, int, str] | None:
+    """(IP version, address as int, canonical text) of an IP address, or None if `text` is
+    not one. The text is canonical (`compressed`), so `fd00::0001` and `fd00::1` are one
+    endpoint.
+
+    Exactly `ipaddress.ip_address`'s verdicts, with a fast path for the dotted quads a cluster
+    is made of: a first sync of 100,000 endpoints spent most of its translation time there."""
+    octets = text.split(".")
+    if len(octets) == 4 and all(
+        0 < len(o) <= 3 and o.isascii() and o.isdigit() and (o[0] != "0" or o == "0")
+        for o in octets
+    ):
+        a, b, c, d = (int(o) for o in octets)
+        if a <= 255 and b <= 255 and c <= 255 and d <= 255:
+            return 4, (a << 24) | (b << 16) | (c << 8) | d, text
+        return None
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    return address.version, int(address), address.compressed
 
 
 def _family(service: ServiceInfo, slices: Iterable[SliceInfo]) -> str | None:

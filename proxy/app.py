@@ -141,21 +141,34 @@ class DataPlane:
     def apply(self, upstreams: Mapping[str, UpstreamSpec]) -> bool:
         """Make the pool hold exactly `upstreams`; True if anything changed. Call it from the
         event loop (health probes are tasks)."""
-        changed = False
-        for name in self.pool.names():
-            if name not in upstreams:
-                self._forget(name, self.pool.remove(name).removed)
-                changed = True
-        for name, spec in upstreams.items():
+        changes: dict[str, UpstreamSpec | None] = {
+            name: None for name in self.pool.names() if name not in upstreams
+        }
+        changes.update(upstreams)
+        return self.update(changes)
+
+    def update(self, changes: Mapping[str, UpstreamSpec | None]) -> bool:
+        """Install each named upstream's whole snapshot (None: remove the upstream) and leave
+        the others alone; True if anything changed. The work is proportional to `changes`, not
+        to the pool: the controller calls this for every endpoint change in a large cluster."""
+        changed: list[str] = []
+        for name, spec in changes.items():
             before = self.pool.spec(name)
+            if spec is None:
+                if before is not None:
+                    self._forget(name, self.pool.remove(name).removed)
+                    changed.append(name)
+                continue
             change = self.pool.replace(spec)
-            changed = changed or before != spec
+            if before != spec:
+                changed.append(name)
             self._forget(name, change.removed)
             for endpoint in change.added:
                 self.metrics.backend_health(upstream=name, backend=endpoint.key, healthy=True)
         if changed:
-            self.health.reconcile(self.pool.specs())
-        return changed
+            specs = {name: spec for name in changed if (spec := self.pool.spec(name)) is not None}
+            self.health.reconcile(specs, only=changed)
+        return bool(changed)
 
     def _forget(self, upstream: str, endpoints: Sequence[Endpoint]) -> None:
         for endpoint in endpoints:

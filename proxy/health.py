@@ -17,7 +17,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -165,12 +165,22 @@ class HealthChecker:
         """What is being probed now."""
         return {key: target for key, (target, _) in self._running.items()}
 
-    def reconcile(self, specs: Mapping[str, UpstreamSpec]) -> None:
-        """Make the running probes match `specs` (the whole truth, not a delta). Must be called
-        from the event loop; cancels synchronously, cancelled tasks finish in the background."""
+    def reconcile(
+        self, specs: Mapping[str, UpstreamSpec], *, only: Collection[str] | None = None
+    ) -> None:
+        """Make the running probes match `specs` (the whole truth, not a delta). With `only`,
+        `specs` is the whole truth for just those upstreams (one of them missing from it has
+        no probes) and the others' probes are left alone. Must be called from the event loop;
+        cancels synchronously, cancelled tasks finish in the background."""
         if self._closed:
             raise RuntimeError("HealthChecker is closed")
-        start, stop = plan(self.targets(), desired_targets(specs))
+        if only is None:
+            running = self.targets()
+        else:
+            names = set(only)
+            running = {key: t for key, (t, _) in self._running.items() if key[0] in names}
+            specs = {name: spec for name, spec in specs.items() if name in names}
+        start, stop = plan(running, desired_targets(specs))
         for key in stop:
             _, task = self._running.pop(key)
             task.cancel()

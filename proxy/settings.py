@@ -242,6 +242,17 @@ class TlsSettings(_Frozen):
         return self.enabled or self.cert_file is not None
 
 
+class ControllerSettings(_Frozen):
+    """The Kubernetes controller's own (the standalone proxy ignores them)."""
+
+    resync_interval_seconds: float = Field(
+        300.0,
+        ge=0,
+        description="Rebuild the whole desired state from the cache this often, a safety net "
+        "under the sync that redoes only what changed; 0 turns it off.",
+    )
+
+
 class Settings(BaseSettings):
     """The proxy's whole configuration."""
 
@@ -271,6 +282,7 @@ class Settings(BaseSettings):
     limits: LimitSettings = LimitSettings()
     log: LogSettings = LogSettings()
     tls: TlsSettings = TlsSettings()
+    controller: ControllerSettings = ControllerSettings()
 
     @field_validator("backends", mode="before")
     @classmethod

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from controller.cache import Cache, ChangeSignal, WatchScope
+from controller.cache import EVERYTHING, Cache, Changes, ChangeSignal, ObjectRef, WatchScope
 from controller.objects import ClusterView
 from tests.unit.controller.canned_api import slice_info, svc_info
 
@@ -190,3 +190,31 @@ def test_relisting_one_scope_leaves_the_others_alone() -> None:
     cache.replace_all("Service", [], scope=web)
     assert set(cache.services()) == {("shop", "api")}
     assert len(cache.slices_for("shop", "api")) == 1
+
+
+def refs(*keys: tuple[str, str]) -> frozenset[ObjectRef]:
+    return frozenset(ObjectRef("Service", ns, name) for ns, name in keys)
+
+
+def test_changes_name_the_services_touched_and_everything_after_a_relist() -> None:
+    cache = listed(Cache())
+    assert cache.take_changes() == EVERYTHING  # the first time: nothing was looked at yet
+    assert cache.take_changes() == Changes()  # taken: forgotten
+    cache.upsert("Service", svc_info("shop", "web"))
+    cache.upsert("EndpointSlice", slice_info("shop", "api-a", "api", "10.244.0.3"))
+    assert cache.take_changes() == Changes(refs(("shop", "web"), ("shop", "api")))
+    # A slice relabelled from api to web touches both; a slice with no label touches none.
+    cache.upsert("EndpointSlice", slice_info("shop", "api-a", "web", "10.244.0.3"))
+    cache.upsert("EndpointSlice", slice_info("shop", "stray", "", "10.244.0.9"))
+    assert cache.take_changes() == Changes(refs(("shop", "web"), ("shop", "api")))
+    cache.delete("EndpointSlice", slice_info("shop", "api-a", "web", "10.244.0.3"))
+    cache.delete("Service", svc_info("shop", "web"))
+    assert cache.take_changes() == Changes(refs(("shop", "web")))
+    # What changed nothing notes nothing.
+    cache.upsert("EndpointSlice", slice_info("shop", "stray", "", "10.244.0.9"))
+    cache.delete("Service", svc_info("shop", "gone"))
+    assert not cache.take_changes()
+    cache.replace_all("Service", [svc_info("shop", "api")])
+    assert cache.take_changes() == EVERYTHING
+    cache.replace_all("Service", [svc_info("shop", "api")])  # identical: no change
+    assert not cache.take_changes()

@@ -4,6 +4,7 @@ from collections.abc import Mapping
 import pytest
 
 from controller.annotations import Defaults
+from controller.cache import EVERYTHING, Changes, ObjectRef
 from controller.desired import Selection, build_desired
 from controller.sync import READY_CONDITION, Sync
 from proxy.model import Endpoint, UpstreamSpec
@@ -19,11 +20,26 @@ from tests.unit.controller.factories import (
 
 
 class FakeDataPlane:
+    """Keeps every whole set it was given (`applied`: after `update` too, the set it then
+    holds) and the per-upstream changes (`updates`)."""
+
     def __init__(self) -> None:
         self.applied: list[dict[str, UpstreamSpec]] = []
+        self.updates: list[dict[str, UpstreamSpec | None]] = []
 
     def apply(self, upstreams: Mapping[str, UpstreamSpec]) -> bool:
         self.applied.append(dict(upstreams))
+        return True
+
+    def update(self, changes: Mapping[str, UpstreamSpec | None]) -> bool:
+        self.updates.append(dict(changes))
+        holds = dict(self.applied[-1])
+        for name, spec in changes.items():
+            if spec is None:
+                holds.pop(name, None)
+            else:
+                holds[name] = spec
+        self.applied.append(holds)
         return True
 
 
@@ -34,6 +50,7 @@ class FakeMetrics:
         self.durations: list[float] = []
         self.change_to_pool_seconds: list[float] = []
         self.invalid = 0
+        self.full_rebuilds: list[str] = []
 
     def sync_duration(self, seconds: float) -> None:
         self.durations.append(seconds)
@@ -49,6 +66,9 @@ class FakeMetrics:
 
     def invalid_annotation(self) -> None:
         self.invalid += 1
+
+    def full_rebuild(self, reason: str) -> None:
+        self.full_rebuilds.append(reason)
 
 
 class Harness:
@@ -225,12 +245,18 @@ def test_unchanged_inputs_reuse_translation() -> None:
 
 
 class FakeSource(FakeCluster):
-    """FakeCluster plus the cache's signal, for the async loop."""
+    """FakeCluster plus the cache's signal, for the async loop. It notes no changes: every
+    sync after the first one sees none, unless a test sets `next_changes`."""
 
     def __init__(self) -> None:
         super().__init__()
         self.synced_event = asyncio.Event()
         self.change = asyncio.Event()
+        self.next_changes = EVERYTHING
+
+    def take_changes(self) -> Changes:
+        changes, self.next_changes = self.next_changes, Changes()
+        return changes
 
     @property
     def changed(self) -> "FakeSource":
@@ -267,6 +293,7 @@ async def test_run_waits_for_the_first_full_list_then_follows_changes() -> None:
     assert readiness.ready
     assert len(dataplane.applied) == 1
     source.set_slices("shop", "web", slice_(endpoints=[endpoint_json("10.0.0.2")]))
+    source.next_changes = Changes(frozenset({ObjectRef("Service", "shop", "web")}))
     source.change.set()
     for _ in range(5):
         await asyncio.sleep(0)
@@ -311,8 +338,122 @@ def test_memo_follows_slice_changes_and_forgets_what_left() -> None:
     h.cluster.set_slices("shop", "web", a)
     h.sync.sync()
     assert h.dataplane.applied[-1]["shop/web"].endpoints == (Endpoint("10.0.0.1", 8080),)
-    memo = h.sync._memo
+    memo = h.sync._state.memo
     assert set(memo.slices) == {("shop", "a", "http")}
     h.cluster.remove("shop", "web")
     h.sync.sync()
     assert memo.slices == {} and memo.services == {}
+
+
+def web_ref(name: str = "web") -> Changes:
+    return Changes(frozenset({ObjectRef("Service", "shop", name)}))
+
+
+def test_a_change_pushes_only_the_upstreams_it_touched() -> None:
+    h = Harness()
+    h.cluster.add(service(), slice_(endpoints=[endpoint_json("10.0.0.1")]))
+    h.cluster.add(service("api", annotations={"path-prefix": "/api"}))
+    assert h.sync.sync(changes=EVERYTHING).full
+    table = h.router.table
+    h.cluster.set_slices("shop", "web", slice_(endpoints=[endpoint_json("10.0.0.2")]))
+    outcome = h.sync.sync(changes=web_ref())
+    assert (outcome.full, outcome.changed_upstreams, outcome.pushed_routes) == (False, 1, False)
+    (update,) = h.dataplane.updates
+    assert list(update) == ["shop/web"]
+    assert update["shop/web"] is not None
+    assert update["shop/web"].endpoints == (Endpoint("10.0.0.2", 8080),)
+    assert h.router.table is table
+    # Touched but unchanged: nothing pushed at all.
+    assert not h.sync.sync(changes=web_ref()).pushed
+    assert len(h.dataplane.updates) == 1
+    # Gone: pushed as a removal, and the route table follows.
+    h.cluster.remove("shop", "api")
+    outcome = h.sync.sync(changes=web_ref("api"))
+    assert outcome.pushed_routes and h.dataplane.updates[-1] == {"shop/api": None}
+    assert h.router.table.routes == (Route("shop/web"),)
+
+
+def test_nothing_pushed_yet_means_a_full_rebuild_whatever_the_changes() -> None:
+    h = Harness()
+    h.cluster.add(service(), slice_(endpoints=[endpoint_json("10.0.0.1")]))
+    outcome = h.sync.sync(changes=Changes())
+    assert outcome.full and set(h.dataplane.applied[-1]) == {"shop/web"}
+
+
+async def settle(task: "asyncio.Task[None]") -> None:
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert not task.done()
+
+
+async def test_run_rebuilds_everything_after_a_relist_an_error_and_the_resync_interval() -> None:
+    source = FakeSource()
+    source.add(service(), slice_(endpoints=[endpoint_json("10.0.0.1")]))
+    source.synced_event.set()
+    metrics = FakeMetrics()
+    now = [0.0]
+    fail = [False]
+
+    class Flaky(FakeDataPlane):
+        def update(self, changes: Mapping[str, UpstreamSpec | None]) -> bool:
+            if fail[0]:
+                raise RuntimeError("boom")
+            return super().update(changes)
+
+    dataplane = Flaky()
+    sync = Sync(
+        source,
+        selection=Selection(),
+        defaults=Defaults(),
+        dataplane=dataplane,
+        router=Router(),
+        metrics=metrics,
+        clock=lambda: now[0],
+        resync_interval_seconds=300.0,
+    )
+    task = asyncio.create_task(sync.run(source))
+    await settle(task)
+    assert metrics.full_rebuilds == ["start"]
+
+    def change(endpoint: str, changes: Changes) -> None:
+        source.set_slices("shop", "web", slice_(endpoints=[endpoint_json(endpoint)]))
+        source.next_changes = changes
+        source.change.set()
+
+    change("10.0.0.2", web_ref())
+    await settle(task)
+    assert metrics.full_rebuilds == ["start"] and len(dataplane.updates) == 1
+    change("10.0.0.3", EVERYTHING)  # a relist
+    await settle(task)
+    assert metrics.full_rebuilds == ["start", "relist"]
+    fail[0] = True
+    change("10.0.0.4", web_ref())
+    await settle(task)
+    assert metrics.results[-1] == "error"
+    fail[0] = False
+    # The failed sync took its changes with it: the next one, on any wake-up, redoes all.
+    change("10.0.0.4", Changes())
+    await settle(task)
+    assert metrics.full_rebuilds == ["start", "relist", "error"]
+    assert dataplane.applied[-1]["shop/web"].endpoints == (Endpoint("10.0.0.4", 8080),)
+    # Changes keep coming, but the interval since the last full rebuild has passed: the
+    # sync after the next change is followed by a full one, without waiting for quiet.
+    now[0] = 301.0
+    change("10.0.0.5", web_ref())
+    await settle(task)
+    assert metrics.full_rebuilds == ["start", "relist", "error", "resync"]
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+def test_a_negative_resync_interval_is_refused() -> None:
+    with pytest.raises(ValueError, match="resync_interval_seconds"):
+        Sync(
+            FakeCluster(),
+            selection=Selection(),
+            defaults=Defaults(),
+            dataplane=FakeDataPlane(),
+            router=Router(),
+            resync_interval_seconds=-1,
+        )
