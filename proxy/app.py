@@ -42,6 +42,7 @@ from proxy.readiness import Readiness
 from proxy.retry_budget import RetryBudget
 from proxy.routing import Router
 from proxy.settings import Settings
+from proxy.tls.site import TlsSite
 from proxy.tls.store import CertificateStore
 from proxy.upstream import UpstreamClient
 
@@ -260,13 +261,20 @@ class DataPlane:
             )
             await runner.setup()
             self._runners.append(runner)
-            await web.TCPSite(
-                runner,
-                listener.host,
-                listener.port,
-                backlog=1024,
-                ssl_context=tls.listener_context() if tls is not None else None,
-            ).start()
+            site: web.TCPSite
+            if tls is None:
+                site = web.TCPSite(runner, listener.host, listener.port, backlog=1024)
+            else:
+                # The request-head deadline starts after the handshake: it gets its own.
+                site = TlsSite(
+                    runner,
+                    listener.host,
+                    listener.port,
+                    ssl_context=tls.listener_context(),
+                    handshake_timeout_seconds=settings.timeouts.client_header_seconds,
+                    backlog=1024,
+                )
+            await site.start()
             ports.append(_bound_port(runner))
         self.ports = tuple(ports)
         # Everything allocated so far (modules, settings, the app) lives as long as the process.
