@@ -286,3 +286,25 @@ async def test_redirect_to_https_and_hsts_per_route(
             assert headers["strict-transport-security"] == "max-age=600", path
     finally:
         await secure.close()
+
+
+async def test_a_stalled_handshake_is_cut_off_by_the_client_header_deadline(
+    start_backends: StartBackends,
+    start_tls_proxy: StartTlsProxy,
+    certificate_set: CertificateSet,
+) -> None:
+    backends = await start_backends(1)
+    proxy = await start_tls_proxy(
+        backends,
+        certificate_set,
+        [Route("default")],
+        timeouts={"client_header_seconds": 0.5, "drain_seconds": 5.0},
+    )
+    reader, writer = await asyncio.open_connection("127.0.0.1", proxy.https_port)
+    try:
+        writer.write(b"\x16\x03\x01")  # the first bytes of a ClientHello, then nothing
+        # asyncio's own default would keep it for 60 s.
+        assert await asyncio.wait_for(reader.read(), 10) == b""
+    finally:
+        writer.close()
+        await writer.wait_closed()
