@@ -62,8 +62,11 @@ def resolve_group(
     """The winner among (at least one) claims of one route, and a problem for each loser,
     oldest loser first. Depends on nothing but these claims, so a sync that changed one
     route's claims re-resolves that route alone."""
+    group = list(claims)
+    if len(group) == 1:  # the usual case: no conflict, nothing to sort
+        return group[0], ()
     host, prefix = key
-    winner, *rest = sorted(claims, key=lambda c: age_key(c.service))
+    winner, *rest = sorted(group, key=lambda c: age_key(c.service))
     losers: list[tuple[ServiceInfo, Problem]] = []
     for claim in rest:
         shown = f"host {host!r}, path prefix {prefix!r}" if host else f"path prefix {prefix!r}"
