@@ -8,6 +8,7 @@ import pytest
 from proxy.errors import Failure, classify
 from proxy.protocol import closing_error_bytes
 from proxy.relay import interim_head
+from proxy.settings import SettingsError, load_settings
 from proxy.trailers import FORBIDDEN, trailer_block
 from proxy.upstream import HeadTooLarge
 
@@ -78,3 +79,16 @@ def test_a_head_over_the_limits_is_a_final_502_that_keeps_the_backend() -> None:
     assert "70000+ bytes" in failure.reason
     assert not failure.retryable(idempotent=True, replayable=True)
     assert Failure("reset", 502, False, "x").retryable(idempotent=True, replayable=True)
+
+
+def test_head_limit_settings_refuse_a_field_limit_over_the_head_limit() -> None:
+    with pytest.raises(SettingsError, match=r"max_response_field_bytes \(70000\) must not exceed"):
+        load_settings(overrides={"limits": {"max_response_field_bytes": 70_000}})
+    with pytest.raises(SettingsError, match=r"limits\.max_response_head_bytes"):
+        load_settings(overrides={"limits": {"max_response_head_bytes": 10}})
+    limits = load_settings().limits
+    assert (
+        limits.max_response_head_bytes,
+        limits.max_response_field_bytes,
+        limits.max_response_header_count,
+    ) == (60 * 1024, 16 * 1024, 100)
