@@ -184,7 +184,8 @@ ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 LABEL io.kubeferry.kind-node-recipe=$recipe
 ENTRYPOINT ["$path"]
 DOCKERFILE
-  docker build --network none -q -t "$tag" "$ctx" >/dev/null
+  DOCKER_BUILDKIT=0 docker build --network none -q -t "$tag" "$ctx" >/dev/null 2>&1 \
+    || die "docker build of $tag failed"
   docker save -o "$images/$(basename "$path").tar" "$tag"
   docker rmi "$tag" >/dev/null
 }
@@ -263,10 +264,13 @@ mkdir -p "$rootfs/kind/manifests"
 install -m 0644 "$here/kind/node/default-cni.yaml" "$here/kind/node/default-storage.yaml" "$rootfs/kind/manifests/"
 
 base="kubeferry.local/kind-node-base:$recipe"
-tar -C "$rootfs" --numeric-owner -c . | docker import \
-  --change 'ENV container=docker' --change 'STOPSIGNAL SIGRTMIN+3' \
-  --change 'ENTRYPOINT ["/usr/local/bin/entrypoint", "/sbin/init"]' - "$base" >/dev/null
+tar -C "$rootfs" --numeric-owner -c . | docker import - "$base-rootfs" >/dev/null
 rm -rf "$rootfs"
+# `docker import --change` takes no STOPSIGNAL: systemd as PID 1 stops cleanly on SIGRTMIN+3.
+printf '%s\n' "FROM $base-rootfs" 'ENV container=docker' 'STOPSIGNAL SIGRTMIN+3' \
+  'ENTRYPOINT ["/usr/local/bin/entrypoint", "/sbin/init"]' \
+  | docker build --network none -q -t "$base" - >/dev/null
+docker rmi "$base-rootfs" >/dev/null
 
 # --- images into the node's containerd, as kind's own build does (run, import, commit) ------------
 builder="$(docker run -d --privileged --entrypoint sleep -v "$images:/kind/images-import:ro" "$base" infinity)"
@@ -284,11 +288,14 @@ for want in "${required[@]}" "$sandbox_image"; do
   grep -qx "$want" <<<"$imported" || die "image $want did not arrive in the node's containerd: $imported"
 done
 docker exec "$builder" pkill containerd
-docker exec "$builder" bash -c 'for i in $(seq 1 20); do pgrep -x containerd >/dev/null || exit 0; sleep 0.5; done; exit 1'
+# PID 1 of the builder is `sleep`, which reaps nobody: a stopped containerd stays a zombie.
+docker exec "$builder" bash -c 'for i in $(seq 1 40); do ps -C containerd -o stat= | grep -qv Z || exit 0; sleep 0.5; done; exit 1'
 docker commit --change 'ENTRYPOINT ["/usr/local/bin/entrypoint", "/sbin/init"]' \
   --change "LABEL io.kubeferry.kind-node-recipe=$recipe" "$builder" "$image" >/dev/null
 docker rm -f "$builder" >/dev/null; builder=""
 docker rmi "$base" >/dev/null
+[[ "$(docker image inspect -f '{{.Config.StopSignal}}' "$image")" == "SIGRTMIN+3" ]] \
+  || die "$image lost its stop signal"
 # Older recipes of this image only take disk space.
 docker images --format '{{.Repository}}:{{.Tag}}' kubeferry.local/kind-node | grep -vx "$image" \
   | xargs -r docker rmi >/dev/null 2>&1 || true
