@@ -1,5 +1,5 @@
-"""`python -m bench [--only proxy|controller|all] [--quick] ...`: run the sections, print the
-tables, write them to bench/results/latest.md, exit non-zero if a section failed."""
+"""`python -m bench [--only proxy|tls|controller|all] [--quick] ...`: run the sections, print
+the tables, write them to bench/results/latest.md, exit non-zero if a section failed."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Sequence
 
-from bench import loadbalancers
+from bench import loadbalancers, tls
 from bench.options import Options, parse_options
 from bench.processes import BenchError, sigterm_as_interrupt
 from bench.report import Section
@@ -37,6 +37,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         with sigterm_as_interrupt():
             if options.only in ("proxy", "all"):
                 sections.append(loadbalancers.run(options))
+            if options.only in ("tls", "all"):
+                sections.append(tls.run(options))
             if options.only in ("controller", "all"):
                 runner = controller_section()
                 if runner is not None:

@@ -36,7 +36,7 @@ def parse_options(argv: Sequence[str] | None = None) -> Options:
         prog="python -m bench",
         description="kubeferry vs nginx and HAProxy over the same loopback backends, with wrk.",
     )
-    parser.add_argument("--only", choices=("proxy", "controller", "all"), default="all")
+    parser.add_argument("--only", choices=("proxy", "tls", "controller", "all"), default="all")
     parser.add_argument("--duration", type=int, default=10, help="seconds of load per run")
     parser.add_argument("--warmup", type=int, default=2, help="seconds of unmeasured load first")
     parser.add_argument(

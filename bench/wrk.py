@@ -75,7 +75,7 @@ def run_wrk(
     cpus: frozenset[int] | None = None,
 ) -> WrkResult:
     """One bounded wrk run against a loopback URL."""
-    if not url.startswith("http://127.0.0.1:"):
+    if not url.startswith(("http://127.0.0.1:", "https://127.0.0.1:")):
         raise BenchError(f"{url}: the benchmark only loads loopback addresses")
     argv = [
         "wrk",
