@@ -13,6 +13,7 @@ stacks (OpenSSL under nginx's event loop vs under Python's asyncio/uvloop ssl), 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime
 import os
 import re
@@ -31,6 +32,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from bench.backends import nginx_argv, nginx_http_preamble, nginx_preamble, start_backends
+from bench.loadbalancers import median_run
 from bench.options import Options
 from bench.peers import Launch
 from bench.processes import BenchError, CpuPlan, ProcessGroup, free_port, group_cpu_seconds
@@ -39,6 +41,7 @@ from bench.wrk import WrkResult, run_wrk
 
 NGINX = "nginx (TLS)"
 KUBEFERRY = "kubeferry (TLS, access log off)"
+KUBEFERRY_PLAIN = "same kubeferry, plain HTTP port"
 # s_time clients run at once in the handshake runs, on the load CPU with the backends. Each
 # waits for its handshake before starting the next, so one or two leave the server idle
 # between them (measured: nginx at about 10% CPU with two).
@@ -67,7 +70,9 @@ class _Contender:
     name: str
     port: int
     process: subprocess.Popen[bytes]
+    plain_port: int | None = None  # kubeferry's HTTP listener: what TLS costs on top
     keepalive: list[WrkResult] = field(default_factory=list)
+    plain: list[WrkResult] = field(default_factory=list)
     handshakes: list[HandshakeRun] = field(default_factory=list)
 
 
@@ -140,12 +145,19 @@ def nginx_tls(workdir: Path, port: int, backends: list[int], cert: Path, key: Pa
 
 
 def kubeferry_tls(
-    workdir: Path, port: int, backends: list[int], cert: Path, key: Path, *, executable: Path
+    workdir: Path,
+    port: int,
+    backends: list[int],
+    cert: Path,
+    key: Path,
+    *,
+    executable: Path,
+    plain_port: int,
 ) -> Launch:
     argv = [str(executable), "proxy"]
     for p in backends:
         argv += ["--backend", f"http://127.0.0.1:{p}"]
-    argv += ["--host", "127.0.0.1", "--port", str(free_port()), "--admin-port", "0"]
+    argv += ["--host", "127.0.0.1", "--port", str(plain_port), "--admin-port", "0"]
     argv += ["--tls-cert", str(cert), "--tls-key", str(key), "--tls-port", str(port)]
     env = {**os.environ, "KUBEFERRY_LOG__ACCESS_LOG": "false"}
     return Launch(
@@ -222,10 +234,17 @@ def run(options: Options) -> Section:
             cpus = CpuPlan.split(pin=options.pin_cpus)
             backends, _ = start_backends(processes, workdir, cpus=cpus.load)
             cert, key = write_certificate(workdir)
+            plain_port = free_port()
             launches = {
                 NGINX: nginx_tls(workdir, free_port(), backends, cert, key),
                 KUBEFERRY: kubeferry_tls(
-                    workdir, free_port(), backends, cert, key, executable=options.kubeferry
+                    workdir,
+                    free_port(),
+                    backends,
+                    cert,
+                    key,
+                    executable=options.kubeferry,
+                    plain_port=plain_port,
                 ),
             }
             for name, launch in launches.items():
@@ -251,7 +270,14 @@ def run(options: Options) -> Section:
                     processes.stop(process)
                     failed[name] = f"{name} failed to start:\n```\n{error}\n```"
                     continue
-                started.append(_Contender(name, launch.port, process))
+                started.append(
+                    _Contender(
+                        name,
+                        launch.port,
+                        process,
+                        plain_port=plain_port if name == KUBEFERRY else None,
+                    )
+                )
             for round_number in range(options.rounds):
                 for contender in list(started):
                     print(f"tls round {round_number + 1}/{options.rounds}: {contender.name} ...")
@@ -287,6 +313,22 @@ def _measure(
             threads=options.threads,
             cpus=cpus,
         )
+    contender.keepalive.append(_keepalive(processes, options, contender, url, cpus))
+    if contender.plain_port is not None:
+        plain = f"http://127.0.0.1:{contender.plain_port}/"
+        contender.plain.append(_keepalive(processes, options, contender, plain, cpus))
+    contender.handshakes.append(
+        measure_handshakes(processes, contender, seconds=options.duration_seconds, cpus=cpus)
+    )
+
+
+def _keepalive(
+    processes: ProcessGroup,
+    options: Options,
+    contender: _Contender,
+    url: str,
+    cpus: frozenset[int] | None,
+) -> WrkResult:
     cpu_before = group_cpu_seconds(contender.process)
     result = run_wrk(
         processes,
@@ -297,21 +339,7 @@ def _measure(
         cpus=cpus,
     )
     cpu = group_cpu_seconds(contender.process) - cpu_before
-    contender.keepalive.append(
-        WrkResult(
-            requests_per_second=result.requests_per_second,
-            p50_seconds=result.p50_seconds,
-            p99_seconds=result.p99_seconds,
-            requests=result.requests,
-            duration_seconds=result.duration_seconds,
-            socket_errors=result.socket_errors,
-            non_2xx=result.non_2xx,
-            server_cpu_seconds=cpu,
-        )
-    )
-    contender.handshakes.append(
-        measure_handshakes(processes, contender, seconds=options.duration_seconds, cpus=cpus)
-    )
+    return dataclasses.replace(result, server_cpu_seconds=cpu)
 
 
 def summarize(
@@ -331,8 +359,9 @@ def summarize(
             handshake_rows.append((name, None))
             notes.append(failed.get(name, f"{name}: no runs"))
             continue
-        keepalive = sorted(contender.keepalive, key=lambda r: r.requests_per_second)
-        rows.append(Row(name, keepalive[(len(keepalive) - 1) // 2]))
+        rows.append(Row(name, median_run(contender.keepalive)))
+        if contender.plain:
+            rows.append(Row(KUBEFERRY_PLAIN, median_run(contender.plain)))
         handshakes = sorted(contender.handshakes, key=lambda r: r.per_second)
         handshake_rows.append((name, handshakes[(len(handshakes) - 1) // 2]))
         if options.rounds > 1:
@@ -368,7 +397,8 @@ def summarize(
         f"-d{options.duration_seconds}s --latency https://127.0.0.1:PORT/`. Handshakes: "
         f"{HANDSHAKE_CLIENTS} parallel `openssl s_time -new -time {options.duration_seconds}` "
         "(a full handshake per connection, no HTTP request). Same P-256 certificate for both, "
-        "TLS 1.3 negotiated; median of "
+        "TLS 1.3 negotiated; the plain-HTTP row is kubeferry's own HTTP port in the same "
+        "process, for what TLS adds. Median of "
         f"{options.rounds} interleaved round(s); one worker each; kubeferry's access log off."
     )
     markdown = (
