@@ -283,6 +283,12 @@ def test_tls_settings_are_checked(tls: dict[str, object], message: str) -> None:
         load_settings(overrides={"tls": tls})
 
 
+def test_tls_port_must_differ_from_port() -> None:
+    with pytest.raises(SettingsError, match="tls_port 3000 is also port"):
+        load_settings(overrides={"tls": {"enabled": True}, "tls_port": 3000})
+    assert load_settings(overrides={"tls_port": 3000}).tls_port == 3000  # HTTPS off: unused
+
+
 def test_tls_is_off_unless_asked_for() -> None:
     assert load_settings().tls.serving is False
     assert load_settings(overrides={"tls": {"enabled": True}}).tls.serving is True
