@@ -312,6 +312,12 @@ class Settings(BaseSettings):
             HashOn.parse(value)
         return value
 
+    @model_validator(mode="after")
+    def _tls_port_is_its_own(self) -> Settings:
+        if self.tls.serving and self.tls_port == self.port:
+            raise ValueError(f"tls_port {self.tls_port} is also port: HTTPS needs its own port")
+        return self
+
     def backend_endpoints(self) -> tuple[Endpoint, ...]:
         return tuple(parse_backend(url) for url in self.backends)
 
