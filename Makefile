@@ -49,8 +49,10 @@ lint: install
 demo: install
 	$(BIN)/kubeferry demo
 
+# Flags for `python -m bench` (bench/README.md), e.g. BENCH_FLAGS="--only controller --services 10000".
+BENCH_FLAGS ?=
 bench: install system-deps
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench $(BENCH_FLAGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

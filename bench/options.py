@@ -11,6 +11,7 @@ DEFAULT_RESULTS = Path(__file__).resolve().parent / "results" / "latest.md"
 # The checkout's own CLI, wherever the harness is started from; else whatever is on PATH.
 _VENV_KUBEFERRY = Path(__file__).resolve().parent.parent / ".venv" / "bin" / "kubeferry"
 DEFAULT_KUBEFERRY = _VENV_KUBEFERRY if _VENV_KUBEFERRY.exists() else Path("kubeferry")
+MAX_SERVICES = 100_000  # 1,000,000 endpoints: far past what one API server on loopback holds
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +30,8 @@ class Options:
     keep_temp: bool = False
     kubeferry: Path = DEFAULT_KUBEFERRY
     pin_cpus: bool = True
+    # Controller section: enrolled Services, ten endpoints each (None: 1,000; --quick: 100).
+    services: int | None = None
 
 
 def parse_options(argv: Sequence[str] | None = None) -> Options:
@@ -61,7 +64,16 @@ def parse_options(argv: Sequence[str] | None = None) -> Options:
         action="store_true",
         help="do not give the load balancer a CPU of its own apart from wrk and the backends",
     )
+    parser.add_argument(
+        "--services",
+        type=int,
+        metavar="N",
+        help="controller section: enrolled Services, 10 endpoints each (default 1000; "
+        "--quick: 100)",
+    )
     args = parser.parse_args(argv)
+    if args.services is not None and not 1 <= args.services <= MAX_SERVICES:
+        parser.error(f"--services {args.services} is out of range 1-{MAX_SERVICES}")
     for name in ("duration", "warmup", "rounds", "connections", "threads"):
         value = getattr(args, name)
         if value < (0 if name == "warmup" else 1) or value > (20 if name == "rounds" else 600):
@@ -81,4 +93,5 @@ def parse_options(argv: Sequence[str] | None = None) -> Options:
         keep_temp=args.keep_temp,
         kubeferry=args.kubeferry,
         pin_cpus=not args.no_pin,
+        services=args.services,
     )

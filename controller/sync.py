@@ -21,12 +21,13 @@ import contextlib
 import gc
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
 from controller.annotations import Defaults, Problem
 from controller.cache import Changes
+from controller.collector import collector_paused
 from controller.desired import Desired, DesiredState, Selection
 from controller.events import EventRecorder
 from controller.objects import ClusterView, ServiceInfo
@@ -214,7 +215,8 @@ class Sync:
         requests never see new routes before their upstreams exist."""
         started = self._clock()
         full = changes is None or changes.everything or self._pushed is None
-        with _collector_paused(full):
+        # A full rebuild allocates objects by the hundred thousand and keeps them.
+        with collector_paused() if full else contextlib.nullcontext():
             state = self._state
             desired = state.rebuild() if changes is None or full else state.update(changes)
             delta = _delta(self._pushed or {}, desired.upstreams)
@@ -310,22 +312,6 @@ class Sync:
         self._metrics.enrolled_services(outcome.enrolled)
         if outcome.pushed and changed_at is not None:
             self._metrics.change_to_pool(now - changed_at)
-
-
-@contextlib.contextmanager
-def _collector_paused(paused: bool) -> Iterator[None]:
-    """A full rebuild allocates objects by the hundred thousand and keeps them: the cyclic
-    collector would traverse the growing heap again and again for nothing (half the time of
-    a first sync of 100,000 endpoints). Paused for that plain-def stretch only; any cycles
-    made meanwhile are collected after it."""
-    pause = paused and gc.isenabled()
-    if pause:
-        gc.disable()
-    try:
-        yield
-    finally:
-        if pause:
-            gc.enable()
 
 
 def _delta(

@@ -31,6 +31,7 @@ from kubernetes_asyncio import client
 
 from controller.backoff import Backoff
 from controller.cache import KINDS, Cache, Kind, Object, WatchScope
+from controller.collector import collector_paused
 from controller.objects import mapping
 from controller.watch_stream import Gone, StreamReader, WatchError, raise_for_status
 
@@ -219,6 +220,11 @@ class _Stream:
 
     async def list_all(self) -> None:
         """List every page, then hand the whole result to the cache in one call."""
+        # Every object parsed is kept: the collector would only re-traverse the growing heap.
+        with collector_paused():
+            await self._list_all()
+
+    async def _list_all(self) -> None:
         objects: list[Object] = []
         resource_version = ""
         continue_token: str | None = None

@@ -47,7 +47,7 @@ def test_known_cases(text: str) -> None:
 def test_random_texts_agree_with_ipaddress() -> None:
     rng = random.Random(13)
     alphabet = "0123456789.:af +_-\u0663"
-    for _ in range(20_000):
+    for _ in range(5_000):
         quad = ".".join(str(rng.randrange(300)).zfill(rng.choice((1, 1, 2, 3))) for _ in range(4))
         noise = "".join(rng.choice(alphabet) for _ in range(rng.randrange(1, 16)))
         for text in (quad, noise):
