@@ -88,7 +88,10 @@ class Cluster:
 
     def helm(self, *args: str, timeout: float = 300) -> str:
         return _run(
-            [self.helm_path, "--kube-context", self.context, *args], timeout=timeout, check=True
+            [self.helm_path, "--kube-context", self.context, *args],
+            input=None,
+            timeout=timeout,
+            check=True,
         )
 
     def rollout_status(self, namespace: str, deployment: str, timeout_seconds: int = 180) -> None:
@@ -176,6 +179,8 @@ class Cluster:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+            if proc.stdout is not None:
+                proc.stdout.close()
 
 
 def _run(argv: Sequence[str], *, input: str | None, timeout: float, check: bool) -> str:

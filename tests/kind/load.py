@@ -33,11 +33,13 @@ class LoadResult:
     answers: dict[str, int] = field(default_factory=dict)
     max_seconds: float = 0.0
     p99_seconds: float = 0.0
+    seconds: float = 0.0
 
     def describe(self) -> str:
         return (
             f"{self.requests} requests, {self.failures} failed {self.failure_kinds}, "
-            f"max {self.max_seconds:.3f} s, p99 {self.p99_seconds:.3f} s, answers {self.answers}"
+            f"max {self.max_seconds:.3f} s, p99 {self.p99_seconds:.3f} s over {self.seconds:.0f} s, "
+            f"answers {self.answers}"
         )
 
 
