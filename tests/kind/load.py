@@ -38,8 +38,8 @@ class LoadResult:
     def describe(self) -> str:
         return (
             f"{self.requests} requests, {self.failures} failed {self.failure_kinds}, "
-            f"max {self.max_seconds:.3f} s, p99 {self.p99_seconds:.3f} s over {self.seconds:.0f} s, "
-            f"answers {self.answers}"
+            f"max {self.max_seconds:.3f} s, p99 {self.p99_seconds:.3f} s, "
+            f"over {self.seconds:.0f} s, answers {self.answers}"
         )
 
 
