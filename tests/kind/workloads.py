@@ -110,11 +110,15 @@ def echo_container(image: str, args: list[str], name: str = "echo") -> dict[str,
 
 
 def load_args(*, url: str, host: str, concurrency: int, duration_seconds: int) -> list[str]:
+    """Half the clients keep their connections alive, half open one per request: the second
+    half meets every routing change at connect time (a listener closed too early, a pod kube-proxy
+    still routes to)."""
     return [
         "load",
         f"-url={url}",
         f"-host={host}",
         f"-concurrency={concurrency}",
+        f"-fresh={concurrency // 2}",
         f"-duration={duration_seconds}s",
         "-timeout=15s",
         f"-control=:{CONTROL_PORT}",

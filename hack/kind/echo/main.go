@@ -3,7 +3,7 @@
 //	echo serve [-listen :8080]   answers every request with its pod name; shuts down as real
 //	                             apps do: on SIGTERM it stops listening and finishes in-flight
 //	                             requests (http.Server.Shutdown).
-//	echo load -url U [-host H] [-concurrency N] [-duration D] [-timeout T] [-control :9090]
+//	echo load -url U [-host H] [-concurrency N] [-fresh N] [-duration D] [-timeout T] [-control :9090]
 //	                             steady, bounded load (by -duration and -max-requests); prints
 //	                             one JSON summary line at the end. With -control it also serves
 //	                             GET /progress and POST /stop (ends the run early and answers
@@ -124,6 +124,7 @@ func load(args []string) {
 	maxRequests := fs.Int64("max-requests", 2_000_000, "stop after this many requests (the bound in count)")
 	timeout := fs.Duration("timeout", 10*time.Second, "per-request timeout")
 	control := fs.String("control", "", "address for GET /progress and POST /stop (none: no control port)")
+	fresh := fs.Int("fresh", 0, "how many of the clients open a new connection for every request (the rest keep theirs alive)")
 	_ = fs.Parse(args)
 	if *url == "" {
 		fmt.Fprintln(os.Stderr, "load: -url is required")
@@ -159,7 +160,7 @@ func load(args []string) {
 	deadline := started.Add(*duration)
 	logf("load started: %d clients for %s against %s", *concurrency, *duration, *url)
 	var wg sync.WaitGroup
-	for range *concurrency {
+	for worker := range *concurrency {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -171,6 +172,9 @@ func load(args []string) {
 				if *host != "" {
 					req.Host = *host
 				}
+				// A client that does not reuse connections meets every routing change at
+				// connect time: the case a pod that closed its listener too early fails.
+				req.Close = worker < *fresh
 				t0 := time.Now()
 				resp, err := client.Do(req)
 				if err != nil {
