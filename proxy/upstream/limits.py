@@ -7,11 +7,12 @@ ways that together bound memory by the limit plus one read:
 - while the final head is incomplete, every byte received belongs to a head (1xx answers
   have no body), so the raw byte count is checked after each read: this catches one endless
   field line before it ends;
-- each field line (name, value and 4 bytes of separators) against `field_bytes`, as it ends;
-- the whole head, counted the same way (interim 1xx heads included), against `head_bytes`,
-  and its field count against `field_count`, when it ends.
+- when a head ends: its field count against `field_count`, each field line (name, value and
+  4 bytes of separators) against `field_bytes`, and the heads of the exchange so far (interim
+  1xx heads included), counted the same way, against `head_bytes`. An exchange that brought
+  no more than `field_bytes` in all cannot break the last two, so most heads skip them.
 
-The trailer section of a chunked body gets the same limits.
+The trailer section of a chunked body gets the same limits, checked field by field.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ class HeadLimits:
     def __post_init__(self) -> None:
         if min(self.head_bytes, self.field_bytes, self.field_count) < 1:
             raise ValueError(f"head limits must be positive: {self}")
+        if self.field_bytes > self.head_bytes:
+            raise ValueError(f"a field line may not be allowed more than the head: {self}")
 
 
 DEFAULT_HEAD_LIMITS = HeadLimits()

@@ -210,6 +210,15 @@ async def test_garbage_after_an_interim_answer_is_still_no_response() -> None:
     assert [status for status, _, _ in seen] == [103]
 
 
-def test_limits_must_be_positive() -> None:
+def test_limits_must_be_positive_and_a_line_no_longer_than_the_head() -> None:
     with pytest.raises(ValueError, match="positive"):
-        HeadLimits(head_bytes=0)
+        HeadLimits(head_bytes=0, field_bytes=0)
+    with pytest.raises(ValueError, match="more than the head"):
+        HeadLimits(head_bytes=1024, field_bytes=2048)
+
+
+async def test_a_small_exchange_with_too_many_fields_is_still_refused() -> None:
+    conn, transport = connection(HeadLimits(head_bytes=4096, field_bytes=4096, field_count=3))
+    conn.begin(head_only=False)
+    conn.data_received(b"HTTP/1.1 200 OK\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\n\r\n")
+    _refused(conn, transport, "with 4 fields over the 3-field limit")
