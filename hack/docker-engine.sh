@@ -2,6 +2,8 @@
 # shellcheck source-path=SCRIPTDIR
 # Makes sure a Docker engine answers, and that it can run kind's node containers. Idempotent;
 # prints nothing on stdout. Used by hack/docker-build.sh and hack/kind-up.sh.
+# `hack/docker-engine.sh stop` stops the dockerd it started (the test session does, at its end,
+# when no engine ran before it).
 #
 #   1. no `docker` client or no `dockerd`: install docker.io from Debian (root only);
 #   2. no engine answers: start dockerd in the background (log in the cache);
@@ -63,7 +65,20 @@ start_dockerd() {
   die "dockerd did not answer within 60 s; see $logfile"
 }
 
+# `docker-engine.sh stop`: stops the dockerd this script started (its pidfile), nothing else.
+stop_ours() {
+  local pid
+  [[ -s "$pidfile" ]] || return 0
+  pid="$(cat "$pidfile")"
+  [[ "$pid" == "$(pgrep -xo dockerd || true)" ]] || return 0
+  log "stopping the dockerd started by $0 (pid $pid)"
+  kill "$pid"
+  for _ in $(seq 1 30); do kill -0 "$pid" 2>/dev/null || return 0; sleep 1; done
+  die "dockerd (pid $pid) did not stop within 30 s"
+}
+
 main() {
+  if [[ "${1:-}" == stop ]]; then stop_ours; return; fi
   command -v docker >/dev/null 2>&1 || apt_install docker.io
   command -v dockerd >/dev/null 2>&1 || apt_install docker.io
   if ! docker info >/dev/null 2>&1; then
