@@ -6,6 +6,7 @@ began) is stopped when the session ends, so a test run leaves no daemon of its o
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -29,5 +30,8 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    # KEEP_CLUSTER=1 keeps the kind cluster, whose node is a container of that engine.
+    if os.environ.get("KEEP_CLUSTER") == "1":
+        return
     if not _engine_was_running and _dockerd_running():
         subprocess.run([str(_ENGINE), "stop"], check=False, timeout=60)
