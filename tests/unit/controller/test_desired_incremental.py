@@ -187,3 +187,24 @@ def test_the_route_winner_leaving_hands_the_route_over() -> None:
     assert set(second.upstreams) == {"shop/new"}
     assert second.problems == ()
     assert [r.upstream for r in second.table.routes] == ["shop/new"]
+
+
+def test_a_relist_of_equal_objects_reuses_every_translation() -> None:
+    cache = Cache()
+    cache.replace_all("Service", [service()])
+    cache.replace_all("EndpointSlice", [slice_(endpoints=[endpoint_json("10.0.0.1")])])
+    state = DesiredState(cache, Selection(), Defaults())
+    first = state.update(cache.take_changes())
+    entry, slice_entry = (
+        state.memo.services["shop", "web"],
+        state.memo.slices["shop", "web-ipv4", "http"],
+    )
+    # Fresh copies, as a relist after a 410 hands back: equal, not the same objects.
+    cache.upsert("Service", service(annotations={"strategy": "least-request"}))
+    cache.replace_all("Service", [service()])
+    cache.replace_all("EndpointSlice", [slice_(endpoints=[endpoint_json("10.0.0.1")])])
+    assert cache.take_changes().everything
+    again = state.update(Changes(everything=True))
+    assert state.memo.services["shop", "web"] is entry
+    assert state.memo.slices["shop", "web-ipv4", "http"] is slice_entry
+    assert again.upstreams["shop/web"] is first.upstreams["shop/web"]
