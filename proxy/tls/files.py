@@ -64,11 +64,20 @@ class CertificateFiles:
         return f"{self.key_field} {self.key_file}: {error.reason}"
 
 
+# A chain of a dozen certificates is some 20 KiB; a path to something else (a device, a log)
+# must not be read whole every second.
+MAX_FILE_BYTES = 1024 * 1024
+
+
 def _read(path: Path, part: Part) -> bytes:
     try:
-        return path.read_bytes()
+        with path.open("rb") as file:
+            data = file.read(MAX_FILE_BYTES + 1)
     except OSError as error:
         raise CertificateError(part, error.strerror or str(error)) from None
+    if len(data) > MAX_FILE_BYTES:
+        raise CertificateError(part, f"larger than {MAX_FILE_BYTES} bytes: not a PEM file")
+    return data
 
 
 class FileReloader:

@@ -13,7 +13,7 @@ import pytest
 from proxy.headers import downstream_head_from_raw, downstream_headers_from_raw
 from proxy.settings import SettingsError, load_settings
 from proxy.tls.certificate import Certificate, CertificateError, load_certificate, self_signed
-from proxy.tls.files import CertificateFiles, FileReloader
+from proxy.tls.files import MAX_FILE_BYTES, CertificateFiles, FileReloader
 from proxy.tls.redirect import hsts_fields, https_location
 from proxy.tls.store import CertificateSet, CertificateStore
 from tests.support.tls_certs import NOW, TestCA, other_key_pem
@@ -228,6 +228,23 @@ def test_reload_keeps_the_names_the_set_had(
     new = ca.issue("a.test")
     assert reloader.check((new.chain_pem, new.key_pem)) == "reloaded"
     assert reloader.store.current.select("shop.example.com") is certificates["exact"]
+
+
+def test_files_too_large_are_not_read_whole(ca: TestCA, tmp_path: Path) -> None:
+    leaf = ca.issue("a.test")
+    cert, key = leaf.write(tmp_path)
+    files = CertificateFiles(cert, key)
+    assert files.load(now=NOW).serial == leaf.serial
+    key.write_bytes(b"x" * (MAX_FILE_BYTES + 1))
+    with pytest.raises(CertificateError) as raised:
+        files.load(now=NOW)
+    assert files.explain(raised.value) == (
+        f"tls.key_file {key}: larger than {MAX_FILE_BYTES} bytes: not a PEM file"
+    )
+    key.unlink()
+    with pytest.raises(CertificateError) as raised:
+        files.read()
+    assert files.explain(raised.value) == f"tls.key_file {key}: No such file or directory"
 
 
 # -- redirect and HSTS -----------------------------------------------------------------------
