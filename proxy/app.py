@@ -44,7 +44,7 @@ from proxy.routing import Router
 from proxy.settings import Settings
 from proxy.tls.site import TlsSite
 from proxy.tls.store import CertificateStore
-from proxy.upstream import UpstreamClient
+from proxy.upstream import SocketOptions, UpstreamClient
 
 log = logging.getLogger("kubeferry.app")
 
@@ -76,6 +76,11 @@ def upstream_client(settings: Settings) -> UpstreamClient:
         idle_timeout_seconds=timeouts.upstream_idle_seconds,
         keepalive_seconds=timeouts.upstream_keepalive_seconds,
         total_timeout_seconds=timeouts.total_seconds,
+        first_byte_timeout_seconds=timeouts.upstream_first_byte_seconds,
+        socket_options=SocketOptions(  # 0 in the settings: leave the kernel default
+            user_timeout_seconds=timeouts.upstream_tcp_user_timeout_seconds or None,
+            keepalive_idle_seconds=timeouts.upstream_tcp_keepalive_seconds or None,
+        ),
     )
 
 
@@ -174,6 +179,14 @@ class DataPlane:
     def _forget(self, upstream: str, endpoints: Sequence[Endpoint]) -> None:
         for endpoint in endpoints:
             self.metrics.forget_backend(upstream=upstream, backend=endpoint.key)
+        self._close_idle(endpoints)
+
+    def _close_idle(self, endpoints: Sequence[Endpoint]) -> None:
+        # An endpoint that left the pool or the rotation may be a peer that vanished (pod
+        # deleted, node lost), which never closes its idle connections itself: a request
+        # reusing one would wait for an answer that cannot come (issue 7).
+        if endpoints and self._client is not None:
+            self._client.close_idle(endpoints)
 
     def _on_transition(self, transition: HealthTransition) -> None:
         log_health_transition(transition)
@@ -182,6 +195,8 @@ class DataPlane:
             backend=transition.endpoint.key,
             healthy=transition.healthy,
         )
+        if not transition.healthy:
+            self._close_idle((transition.endpoint,))
 
     def _on_probe(self, upstream: str, endpoint: Endpoint, ok: bool, duration: float) -> None:
         self.metrics.health_probe(

@@ -59,9 +59,10 @@ class Failure:
     final: bool = False
 
     def retryable(self, *, idempotent: bool, replayable: bool) -> bool:
-        if self.status == 504 or self.final:
+        if self.kind == "timeout" or self.final:
             # A slow backend is not made faster by sending it more work; a final failure
-            # would only repeat.
+            # would only repeat. (A first-byte timeout is a backend that stopped answering:
+            # an idempotent request may go elsewhere.)
             return False
         return replayable and (self.nothing_sent or idempotent)
 
@@ -85,6 +86,10 @@ def _classify_upstream(exc: upstream.UpstreamError) -> Failure:
         return Failure("connect", 502, True, str(exc))
     if isinstance(exc, upstream.ConnectTimeout):
         return Failure("connect_timeout", 502, True, "connect timed out")
+    if isinstance(exc, upstream.RequestNotSent):
+        return Failure("not_sent", 502, True, str(exc))
+    if isinstance(exc, upstream.FirstByteTimeout):
+        return Failure("first_byte_timeout", 504, False, f"upstream timed out: {exc}")
     if isinstance(exc, upstream.UpstreamTimeout):
         return Failure("timeout", 504, False, f"upstream timed out: {exc}")
     if isinstance(exc, upstream.HeadTooLarge):

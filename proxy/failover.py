@@ -2,8 +2,13 @@
 over is no longer safe.
 
 An attempt that failed before any response is retried on another endpoint when that cannot
-duplicate work (see `Failure.retryable`), within `retries.max_retries` and the shared
-RetryBudget. The endpoint that failed leaves the rotation at once (`pool.report_failure`).
+duplicate work (see `Failure.retryable`), within `retries.max_retries` and while an untried
+endpoint is in rotation. A retry of a request that nothing received (connect refused or timed
+out, connection closed before a byte was written: `Failure.nothing_sent`) needs nothing more:
+it costs the backends no extra work. A retry that re-sends a request a backend may have seen
+also needs a slot of the shared RetryBudget; a refusal is written into the access line's
+`error` and counted (`kubeferry_retries_total{outcome="budget_refused"}`). The endpoint that
+failed leaves the rotation at once (`pool.report_failure`).
 An answer is relayed as it arrives, or in one write when it arrived whole (`send_whole`, most
 small answers).
 """
@@ -126,11 +131,24 @@ class Failover:
         tried: list[str] = []
         holding_retry = False
         failure: Failure | None = None
+        retry: str | None = None  # a retry waiting for its endpoint: "not_sent" or "resent"
+        refusal: str | None = None
         try:
             while True:
                 endpoint = pool.pick(upstream, hash_key=hash_key, exclude=tried)
                 if endpoint is None:
                     break
+                if retry is not None:
+                    # Decided only now that an untried endpoint is there to take it.
+                    if retry == "resent":
+                        if not self._budget.try_start_retry():
+                            refusal = f"retry refused by the retry budget ({self._budget})"
+                            self._metrics.retry(upstream=upstream, outcome="budget_refused")
+                            break
+                        holding_retry = True
+                    outcome.retries += 1
+                    self._metrics.retry(upstream=upstream, outcome=retry)
+                    retry = None
                 outcome.backend = endpoint.key
                 head = upstream_request_head(
                     method,
@@ -188,20 +206,17 @@ class Failover:
                 if (
                     not failure.retryable(idempotent=idempotent, replayable=replayable)
                     or outcome.retries >= self._max_retries
-                    or not self._budget.try_start_retry()
                 ):
                     break
-                holding_retry = True
-                outcome.retries += 1
+                retry = "not_sent" if failure.nothing_sent else "resent"
                 tried.append(endpoint.key)
-                self._metrics.retry(upstream=upstream)
         finally:
             if holding_retry:
                 self._budget.retry_finished()
         if failure is None or (failure.status == 502 and not pool.has_candidates(upstream)):
             # Every endpoint failed and left the rotation (or none was left to begin with).
             return error_response(503, NO_HEALTHY_BACKENDS, request_id=request_id)
-        outcome.error = failure.reason
+        outcome.error = failure.reason if refusal is None else f"{failure.reason}; {refusal}"
         return error_response(failure.status, request_id=request_id, close=streamed is not None)
 
     def note_failure(

@@ -85,8 +85,11 @@ class Metrics:
         )
         self._retries = Counter(
             "kubeferry_retries_total",
-            "Extra attempts made after a failed attempt, by upstream.",
-            ("upstream",),
+            "Failed attempts that could have been retried, by upstream and outcome: not_sent "
+            "(retried; nothing had reached the backend, so no budget needed), resent (retried "
+            "within the retry budget), budget_refused (the budget refused it; the client got "
+            "the error).",
+            ("upstream", "outcome"),
             registry=self.registry,
         )
         self._upstream_errors = Counter(
@@ -143,8 +146,9 @@ class Metrics:
         self._request_children[route, upstream, backend, status].inc()
         self._duration_children[route, upstream].observe(duration_seconds)
 
-    def retry(self, *, upstream: str) -> None:
-        self._retry_children[(upstream,)].inc()
+    def retry(self, *, upstream: str, outcome: str) -> None:
+        """Count a retry made (`not_sent`, `resent`) or refused (`budget_refused`)."""
+        self._retry_children[upstream, outcome].inc()
 
     def upstream_error(self, *, upstream: str, backend: str, kind: str) -> None:
         self._error_children[upstream, backend, kind].inc()

@@ -118,6 +118,26 @@ class TimeoutSettings(_Frozen):
     upstream_idle_seconds: float = Field(
         60.0, gt=0, description="Upstream silent this long while reading its response: 504."
     )
+    upstream_first_byte_seconds: float | None = Field(
+        None,
+        gt=0,
+        description="Not a byte of answer this long after the request went out: the attempt "
+        "fails (504), idempotent requests are retried elsewhere; unset: only "
+        "upstream_idle_seconds applies (set it below that for backends that may hang).",
+    )
+    upstream_tcp_user_timeout_seconds: float = Field(
+        5.0,
+        ge=0,
+        description="TCP_USER_TIMEOUT of upstream sockets: data unacknowledged this long means "
+        "the peer vanished (no FIN, no RST) and fails the attempt; slow but live backends are "
+        "not affected; 0: the kernel's default (about 15 minutes).",
+    )
+    upstream_tcp_keepalive_seconds: float = Field(
+        5.0,
+        ge=0,
+        description="TCP keep-alive probes on an upstream connection silent this long, so a "
+        "peer that vanished while a request waits is noticed within the user timeout; 0: off.",
+    )
     total_seconds: float | None = Field(
         None, gt=0, description="Whole upstream exchange; unset: no limit (streams may be long)."
     )

@@ -6,20 +6,26 @@ from proxy.upstream.failures import (
     BrokenResponse,
     ConnectFailed,
     ConnectTimeout,
+    FirstByteTimeout,
     NoResponse,
+    RequestNotSent,
     StaleConnection,
     UpstreamError,
     UpstreamTimeout,
 )
 from proxy.upstream.limits import HeadLimits, HeadTooLarge
+from proxy.upstream.sockets import SocketOptions
 
 __all__ = [
     "BrokenResponse",
     "ConnectFailed",
     "ConnectTimeout",
+    "FirstByteTimeout",
     "HeadLimits",
     "HeadTooLarge",
     "NoResponse",
+    "RequestNotSent",
+    "SocketOptions",
     "StaleConnection",
     "UpstreamClient",
     "UpstreamError",

@@ -15,17 +15,36 @@ out. If it closes without a byte of response, the request is sent again once on 
 connection, but only when `retry_stale` says that is safe (the caller passes: idempotent
 method and a body held in memory or none). Otherwise `StaleConnection` reaches the caller: a
 POST may have been processed before the backend went away, as with any broken connection.
+
+Hung-up connections: before a pooled connection is reused, one poll asks the kernel whether
+the backend's FIN or RST already arrived (the event loop may not have read it yet; a backend
+shutting down closes all its idle connections at once). Such a connection is dropped and the
+next one taken, so a request is never written where it cannot be read. A fresh connection whose
+first write fails at once (the backend accepted and reset it) raises `RequestNotSent`: like a
+refused connect, nothing reached the backend, so any request may go elsewhere.
+
+Vanished peers (no FIN, no RST: proxy.upstream.sockets): TCP_USER_TIMEOUT and keep-alive
+fail a connection whose peer stopped acknowledging; `first_byte_timeout_seconds` bounds the
+wait for an answer that never starts; `close_idle()` drops the idle connections of endpoints
+that left the pool or the rotation.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterable
+from collections.abc import AsyncIterable, Iterable
 
 from proxy.model import Endpoint
 from proxy.upstream.connection import InterimSink, UpstreamConnection
-from proxy.upstream.failures import ConnectFailed, ConnectTimeout, StaleConnection, UpstreamError
+from proxy.upstream.failures import (
+    ConnectFailed,
+    ConnectTimeout,
+    RequestNotSent,
+    StaleConnection,
+    UpstreamError,
+)
 from proxy.upstream.limits import DEFAULT_HEAD_LIMITS, HeadLimits
+from proxy.upstream.sockets import HungUp, SocketOptions
 from proxy.upstream.timers import Watchdog
 
 Body = bytes | AsyncIterable[bytes] | None
@@ -92,13 +111,18 @@ class UpstreamClient:
         idle_timeout_seconds: float,
         keepalive_seconds: float,
         total_timeout_seconds: float | None = None,
+        first_byte_timeout_seconds: float | None = None,
+        socket_options: SocketOptions | None = None,
         head_limits: HeadLimits = DEFAULT_HEAD_LIMITS,
     ) -> None:
         self._connect_timeout = connect_timeout_seconds
         self._head_limits = head_limits
         self._keepalive = keepalive_seconds
+        self._socket_options = socket_options or SocketOptions()
         self._watchdog = Watchdog(
-            idle_seconds=idle_timeout_seconds, total_seconds=total_timeout_seconds
+            idle_seconds=idle_timeout_seconds,
+            total_seconds=total_timeout_seconds,
+            first_byte_seconds=first_byte_timeout_seconds,
         )
         # Mutable state: idle connections per (host, port) with the loop time they went idle,
         # oldest first; the pending sweep of expired ones.
@@ -133,12 +157,23 @@ class UpstreamClient:
             if conn is None:
                 conn = await self._connect(key)
             conn.begin(head_only=head_only, interim=interim)
-            if body is None:
-                conn.write(head)
-            elif isinstance(body, bytes):
-                conn.write(head + body)  # one write for the usual small request
-            else:
-                conn.write(head)
+            transport = conn.transport
+            if transport is not None and not transport.is_closing():
+                # One write for the usual small request.
+                conn.write(head + body if isinstance(body, bytes) else head)
+            if transport is None or transport.is_closing():
+                # Closed before the write (the backend hung up on a fresh connection while
+                # the loop ran other work), or the write failed at once (its RST was in):
+                # not a byte went out.
+                conn.reusable = False
+                conn.finish()
+                if not fresh:
+                    conn, fresh = None, True
+                    continue
+                raise RequestNotSent(
+                    f"connection to {key[0]}:{key[1]} closed before the request was written"
+                )
+            if body is not None and not isinstance(body, bytes):
                 conn.send_body(body, chunked=chunked)
             try:
                 # Waited for here rather than in a coroutine of the connection's: every
@@ -165,6 +200,16 @@ class UpstreamClient:
         self._idle.setdefault(key, []).append((conn, loop.time()))
         if self._sweep is None:
             self._sweep = loop.call_later(self._keepalive, self._expire)
+
+    def close_idle(self, endpoints: Iterable[Endpoint]) -> int:
+        """Close the idle connections to `endpoints` now (they left the pool or the rotation:
+        a peer that vanished would hold the next request on them); return how many."""
+        closed = 0
+        for endpoint in endpoints:
+            for conn, _ in self._idle.pop((endpoint.host, endpoint.port), ()):
+                closed += not conn.closed
+                conn.abort()
+        return closed
 
     async def close(self) -> None:
         """Close every idle connection; connections in use close when their exchange ends."""
@@ -203,6 +248,14 @@ class UpstreamClient:
             raise ConnectTimeout(f"connect to {key[0]}:{key[1]} timed out") from None
         except OSError as exc:
             raise ConnectFailed(exc) from exc
+        sock = conn.transport.get_extra_info("socket") if conn.transport else None
+        if sock is not None:
+            try:
+                self._socket_options.apply(sock)
+                conn.hung_up = HungUp(sock.fileno())
+            except OSError:
+                # Closed meanwhile: the request's first write finds that out (RequestNotSent).
+                pass
         return conn
 
     def _expire(self) -> None:

@@ -24,6 +24,7 @@ import httptools
 
 from proxy.upstream.failures import (
     BrokenResponse,
+    FirstByteTimeout,
     NoResponse,
     StaleConnection,
     UpstreamError,
@@ -40,6 +41,7 @@ from proxy.upstream.limits import (
     too_many_fields,
 )
 from proxy.upstream.sending import BodySender
+from proxy.upstream.sockets import HungUp
 from proxy.upstream.timers import Watchdog
 
 _READ_HIGH_BYTES = 256 * 1024
@@ -70,6 +72,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.closed = False  # lost or closing: never used again
         self.reusable = True  # cleared by Connection: close, errors, unfinished exchanges
         self.exchanges = 0  # exchanges finished on it; more than 0 means a reused connection
+        self.hung_up: HungUp | None = None  # set by the client once connected
         self._sender = BodySender()
         # Mutable state of the current exchange (reset by begin()):
         self._active = False
@@ -149,6 +152,10 @@ class UpstreamConnection(asyncio.Protocol):
                 self._message_done()
             else:
                 self.fail(BrokenResponse(f"upstream closed mid-response: {exc or 'EOF'}"))
+        elif isinstance(exc, TimeoutError):
+            # TCP_USER_TIMEOUT or keep-alive gave up (proxy.upstream.sockets): the peer stopped
+            # acknowledging, it did not close an idle connection.
+            self.fail(NoResponse(f"upstream unreachable, connection timed out: {exc}"))
         elif self._received == 0 and self.exchanges > 0:
             self.fail(StaleConnection("reused upstream connection closed before any response"))
         else:
@@ -287,7 +294,10 @@ class UpstreamConnection(asyncio.Protocol):
     def usable(self) -> bool:
         """Not known to be closed: the transport is open and the backend sent no EOF."""
         transport = self.transport
-        return not self.closed and transport is not None and not transport.is_closing()
+        if self.closed or transport is None or transport.is_closing():
+            return False
+        # The backend's FIN or RST may be in the kernel, not yet read by the event loop.
+        return self.hung_up is None or not self.hung_up()
 
     def write(self, data: bytes) -> None:
         assert self.transport is not None
@@ -383,13 +393,24 @@ class UpstreamConnection(asyncio.Protocol):
         self._wake()
 
     def check(self, now: float) -> None:
-        """Fail the exchange past the total limit or after the idle limit of backend silence
-        (reading paused or data untaken is the client being slow: that does not count)."""
+        """Fail the exchange past the total limit, without a byte of answer for the first-byte
+        limit once the request went out, or after the idle limit of backend silence (reading
+        paused or data untaken is the client being slow: that does not count)."""
         watchdog = self._watchdog
         total = watchdog.total_seconds
+        first_byte = watchdog.first_byte_seconds
         if total is not None and now - self._started >= total:
             self.fail(UpstreamTimeout(f"upstream exchange over its {total:g} s limit"))
         elif self._read_paused or self._body:
             self._last_activity = now
+        elif (
+            first_byte is not None
+            and not self._received
+            and self._sender.sent
+            and now - self._last_activity >= first_byte
+        ):
+            # The whole request went out (its last write is the last activity) and not a
+            # byte came back.
+            self.fail(FirstByteTimeout(f"no answer from upstream within {first_byte:g} s"))
         elif now - self._last_activity >= watchdog.idle_seconds:
             self.fail(UpstreamTimeout(f"upstream silent for {watchdog.idle_seconds:g} s"))

@@ -1,8 +1,8 @@
 """How an upstream exchange can fail, in the terms the retry rules need.
 
 Each class answers one question for `proxy.errors.classify`: could the backend have seen the
-request (only `ConnectFailed` and `ConnectTimeout` say certainly not), did it answer at all,
-and was the connection a reused one that the backend had already closed.
+request (`ConnectFailed`, `ConnectTimeout` and `RequestNotSent` say certainly not), did it
+answer at all, and was the connection a reused one that the backend had already closed.
 """
 
 from __future__ import annotations
@@ -25,9 +25,20 @@ class ConnectTimeout(UpstreamError):
     """The TCP connection was not made within `timeouts.connect_seconds`."""
 
 
+class RequestNotSent(UpstreamError):
+    """The connection was made but closed before a byte of the request was written (the
+    backend accepted and hung up at once, as one shutting down does): nothing reached it."""
+
+
 class UpstreamTimeout(UpstreamError):
     """The backend was silent for `timeouts.upstream_idle_seconds`, or the whole exchange
     passed `timeouts.total_seconds`. The request may be executing."""
+
+
+class FirstByteTimeout(UpstreamTimeout):
+    """Not a byte of answer within `timeouts.upstream_first_byte_seconds` of the request
+    going out: the backend stopped answering or its network vanished. The request may be
+    executing, so only a replayable idempotent one goes elsewhere."""
 
 
 class NoResponse(UpstreamError):

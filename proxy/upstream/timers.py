@@ -1,4 +1,4 @@
-"""Idle and total deadlines of upstream exchanges, checked by one shared timer.
+"""Idle, first-byte and total deadlines of upstream exchanges, checked by one shared timer.
 
 A timer per exchange (armed, then cancelled when the answer arrives a millisecond later) costs
 more than the rest of the client's bookkeeping. Instead every exchange in flight is in one set,
@@ -22,12 +22,26 @@ class Watched(Protocol):
 class Watchdog:
     """The exchanges in flight of one client and the timer that sweeps them."""
 
-    __slots__ = ("_busy", "_handle", "idle_seconds", "tick_seconds", "total_seconds")
+    __slots__ = (
+        "_busy",
+        "_handle",
+        "first_byte_seconds",
+        "idle_seconds",
+        "tick_seconds",
+        "total_seconds",
+    )
 
-    def __init__(self, *, idle_seconds: float, total_seconds: float | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        idle_seconds: float,
+        total_seconds: float | None = None,
+        first_byte_seconds: float | None = None,
+    ) -> None:
         self.idle_seconds = idle_seconds
         self.total_seconds = total_seconds
-        shortest = min(idle_seconds, total_seconds) if total_seconds else idle_seconds
+        self.first_byte_seconds = first_byte_seconds
+        shortest = min(s for s in (idle_seconds, total_seconds, first_byte_seconds) if s)
         self.tick_seconds = min(1.0, max(0.01, shortest / 10))
         # Mutable state: the exchanges in flight; the pending sweep while there are any.
         self._busy: set[Watched] = set()

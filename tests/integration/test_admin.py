@@ -91,7 +91,7 @@ async def test_metrics_exposition(client: AdminClient, metrics: Metrics) -> None
         duration_seconds=0.003,
     )
     metrics.backend_health(upstream="default/web", backend="127.0.0.1:8081", healthy=True)
-    metrics.retry(upstream="default/web")
+    metrics.retry(upstream="default/web", outcome="resent")
     metrics.upstream_error(upstream="default/web", backend="127.0.0.1:8082", kind="connect")
     metrics.health_probe(
         upstream="default/web", backend="127.0.0.1:8081", ok=True, duration_seconds=0.001

@@ -25,7 +25,7 @@ def test_budget_scales_with_requests_in_flight() -> None:
     for _ in range(50):
         budget.request_started()
     assert sum(budget.try_start_retry() for _ in range(20)) == 10
-    assert repr(budget) == "<RetryBudget 10 retries / 50 requests in flight>"
+    assert repr(budget) == "<RetryBudget 10 retries in flight for 50 requests, limit 10>"
 
 
 def test_connect_failures_may_go_anywhere_broken_ones_only_if_idempotent() -> None:
@@ -60,7 +60,9 @@ def test_connect_failures_may_go_anywhere_broken_ones_only_if_idempotent() -> No
             True,
         ),
         (upstream.ConnectTimeout("slow"), "connect_timeout", 502, True, True),
+        (upstream.RequestNotSent("reset at once"), "not_sent", 502, True, True),
         (upstream.UpstreamTimeout("silent"), "timeout", 504, False, True),
+        (upstream.FirstByteTimeout("no answer"), "first_byte_timeout", 504, False, True),
         (upstream.NoResponse("closed"), "reset", 502, False, True),
         (upstream.StaleConnection("idle close"), "stale", 502, False, False),
     ],
@@ -71,6 +73,21 @@ def test_upstream_client_failures(
     failure = classify(error)
     assert (failure.kind, failure.status, failure.nothing_sent) == (kind, status, nothing_sent)
     assert failure.backend_fault is backend_fault
+
+
+def test_a_first_byte_timeout_goes_elsewhere_only_when_idempotent_unlike_a_slow_body() -> None:
+    stopped = classify(upstream.FirstByteTimeout("no answer"))
+    assert stopped.retryable(idempotent=True, replayable=True)
+    assert not stopped.retryable(idempotent=False, replayable=True)
+    assert not stopped.retryable(idempotent=True, replayable=False)
+    assert not classify(upstream.UpstreamTimeout("silent")).retryable(
+        idempotent=True, replayable=True
+    )
+
+
+def test_a_request_not_sent_may_go_anywhere_like_a_refused_connect() -> None:
+    not_sent = classify(upstream.RequestNotSent("reset at once"))
+    assert not_sent.retryable(idempotent=False, replayable=True)
 
 
 def test_a_stale_connection_is_retried_elsewhere_only_when_idempotent() -> None:

@@ -13,20 +13,21 @@ def value(metrics: Metrics, name: str, **labels: str) -> float | None:
 
 def test_each_instance_has_its_own_registry() -> None:
     first, second = Metrics(), Metrics()
-    first.retry(upstream="web")
+    first.retry(upstream="web", outcome="resent")
 
     assert first.registry is not second.registry
-    assert value(first, "kubeferry_retries_total", upstream="web") == 1
-    assert value(second, "kubeferry_retries_total", upstream="web") is None
+    assert value(first, "kubeferry_retries_total", upstream="web", outcome="resent") == 1
+    assert value(second, "kubeferry_retries_total", upstream="web", outcome="resent") is None
 
 
 def test_a_given_registry_is_used() -> None:
     registry = CollectorRegistry()
     metrics = Metrics(registry)
-    metrics.retry(upstream="web")
+    metrics.retry(upstream="web", outcome="resent")
 
     assert metrics.registry is registry
-    assert registry.get_sample_value("kubeferry_retries_total", {"upstream": "web"}) == 1
+    labels = {"upstream": "web", "outcome": "resent"}
+    assert registry.get_sample_value("kubeferry_retries_total", labels) == 1
 
 
 def test_requests_are_counted_by_route_upstream_backend_and_status() -> None:
@@ -51,8 +52,9 @@ def test_requests_are_counted_by_route_upstream_backend_and_status() -> None:
 
 def test_retries_errors_and_health() -> None:
     metrics = Metrics()
-    metrics.retry(upstream="web")
-    metrics.retry(upstream="web")
+    metrics.retry(upstream="web", outcome="not_sent")
+    metrics.retry(upstream="web", outcome="not_sent")
+    metrics.retry(upstream="web", outcome="budget_refused")
     metrics.upstream_error(upstream="web", backend="10.0.0.1:80", kind="connect")
     metrics.backend_health(upstream="web", backend="10.0.0.1:80", healthy=True)
     metrics.backend_health(upstream="web", backend="10.0.0.2:80", healthy=True)
@@ -60,7 +62,9 @@ def test_retries_errors_and_health() -> None:
     metrics.health_probe(upstream="web", backend="10.0.0.1:80", ok=True, duration_seconds=0.01)
     metrics.health_probe(upstream="web", backend="10.0.0.2:80", ok=False, duration_seconds=3.0)
 
-    assert value(metrics, "kubeferry_retries_total", upstream="web") == 2
+    retries = "kubeferry_retries_total"
+    assert value(metrics, retries, upstream="web", outcome="not_sent") == 2
+    assert value(metrics, retries, upstream="web", outcome="budget_refused") == 1
     assert (
         value(
             metrics,
