@@ -166,10 +166,17 @@ class FileReloader:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.interval_seconds):
                     await self._wake.wait()
+            woken = self._wake.is_set()
             self._wake.clear()
             try:
                 # Two small local files: reading them inline costs microseconds.
                 content: tuple[bytes, bytes] | CertificateError = self.files.read()
             except CertificateError as error:
                 content = error
-            self.check(content)
+            if self.check(content) == "unchanged" and woken:
+                # Whoever sent SIGHUP learns that it was heard and that nothing changed.
+                log.info(
+                    "TLS files re-read on request: unchanged, serving serial %x",
+                    self.store.current.default.serial,
+                    extra={"event": "tls_certificate_unchanged"},
+                )

@@ -121,6 +121,10 @@ async def test_sighup_reloads_at_once(spawn_tls: Spawn, ca: TestCA, tmp_path: Pa
         str(key),
         env={"KUBEFERRY_TLS__RELOAD_INTERVAL_SECONDS": "60"},
     )
+    # Unchanged files: the signal is answered with a line saying so.
+    proxy.process.send_signal(signal.SIGHUP)
+    await eventually(lambda: proxy.events("tls_certificate_unchanged"), timeout=5.0)
+
     second = ca.issue(HOST)
     second.write(tmp_path)
     proxy.process.send_signal(signal.SIGHUP)
