@@ -38,11 +38,14 @@ class Endpoint:
 
 def format_authority(host: str, port: int) -> str:
     """`host:port`, bracketing IPv6 literals (`[::1]:80`)."""
-    try:
-        if ipaddress.ip_address(host).version == 6:
-            return f"[{host}]:{port}"
-    except ValueError:
-        pass  # a hostname, not an IP literal
+    # Only an IPv6 literal can contain a colon: hostnames and IPv4 addresses skip the parse,
+    # which was most of the cost of building the 100,000 endpoints of a large cluster.
+    if ":" in host:
+        try:
+            if ipaddress.ip_address(host).version == 6:
+                return f"[{host}]:{port}"
+        except ValueError:
+            pass  # not an IP literal
     return f"{host}:{port}"
 
 
