@@ -34,6 +34,7 @@ STOPS = ("SIGTERM", "SIGKILL", "SIGTERM", "SIGKILL")
 SETTLE_SECONDS = 0.6
 MAX_REQUESTS = 200_000  # the load loops' bound in count; asyncio.timeout bounds them in time
 SMALL_BODY = b"p" * 512
+STORM_REQUESTS = 600
 # Probes often enough that a restarted backend rejoins within the cycle.
 CHURN_ENV = {
     "KUBEFERRY_HEALTH__INTERVAL_SECONDS": "0.2",
@@ -168,7 +169,7 @@ async def test_stopping_a_backend_under_load_loses_no_request_nothing_received(
         Counter((line["status"], line.get("error"), line["retries"]) for line in failed_lines),
         retries,
     )
-    assert len(load.results) > 2000, summary  # enough load that every stop hit requests
+    assert len(load.results) > 1000, summary  # enough load that every stop hit requests
     # Refused connects, connect timeouts and connections closed before the request was
     # written were all retried elsewhere: every stop cost them, none of them failed.
     assert retries.get("not_sent", 0) > 0, summary
@@ -202,7 +203,8 @@ async def test_when_every_backend_fails_the_budget_holds_back_resends(
     try:
         async with asyncio.timeout(60), aiohttp.ClientSession() as session:
             load.start(session)
-            await asyncio.sleep(3)
+            # A count, not a time: a busy machine makes it slower, not smaller.
+            await eventually(lambda: len(load.results) >= STORM_REQUESTS, timeout=30)
             await load.stop()
             retries = await _retry_counts(proxy)
     finally:
@@ -216,7 +218,7 @@ async def test_when_every_backend_fails_the_budget_holds_back_resends(
     )
     requests = len(load.results)
     summary = (requests, attempts, retries)
-    assert requests > 500, summary
+    assert requests >= STORM_REQUESTS, summary
     assert {status for _, _, status in load.results} <= {502, 503}, summary
     # Without the budget every request would be tried on all three backends (3 attempts).
     assert attempts < 1.5 * requests, summary
