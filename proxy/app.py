@@ -44,7 +44,7 @@ from proxy.routing import Router
 from proxy.settings import Settings
 from proxy.tls.site import TlsSite
 from proxy.tls.store import CertificateStore
-from proxy.upstream import SocketOptions, UpstreamClient
+from proxy.upstream import HeadLimits, SocketOptions, UpstreamClient
 
 log = logging.getLogger("kubeferry.app")
 
@@ -69,8 +69,9 @@ class Listener:
 
 def upstream_client(settings: Settings) -> UpstreamClient:
     """The client for proxied requests: pooled keep-alive connections, the timeouts of
-    `settings.timeouts`."""
+    `settings.timeouts`, the response head limits of `settings.limits`."""
     timeouts = settings.timeouts
+    limits = settings.limits
     return UpstreamClient(
         connect_timeout_seconds=timeouts.connect_seconds,
         idle_timeout_seconds=timeouts.upstream_idle_seconds,
@@ -80,6 +81,11 @@ def upstream_client(settings: Settings) -> UpstreamClient:
         socket_options=SocketOptions(  # 0 in the settings: leave the kernel default
             user_timeout_seconds=timeouts.upstream_tcp_user_timeout_seconds or None,
             keepalive_idle_seconds=timeouts.upstream_tcp_keepalive_seconds or None,
+        ),
+        head_limits=HeadLimits(
+            head_bytes=limits.max_response_head_bytes,
+            field_bytes=limits.max_response_field_bytes,
+            field_count=limits.max_response_header_count,
         ),
     )
 

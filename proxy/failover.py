@@ -33,9 +33,16 @@ from proxy.headers import (
 from proxy.model import Endpoint
 from proxy.outcome import Outcome, RequestMetrics
 from proxy.pool import Pool
-from proxy.relay import RelayedResponse, RelayResult, SentResponse, relay_response, send_whole
+from proxy.relay import (
+    RelayedResponse,
+    RelayResult,
+    SentResponse,
+    interim_relay,
+    relay_response,
+    send_whole,
+)
 from proxy.retry_budget import RetryBudget
-from proxy.upstream import UpstreamError, UpstreamResponse
+from proxy.upstream import InterimSink, UpstreamError, UpstreamResponse
 
 # The handler's logger: operators filter attempt failures by it, wherever the code lives.
 log = logging.getLogger("kubeferry.forwarding")
@@ -55,6 +62,7 @@ class UpstreamSender(Protocol):
         chunked: bool = False,
         head_only: bool = False,
         retry_stale: bool = False,
+        interim: InterimSink | None = None,
     ) -> UpstreamResponse: ...
 
 
@@ -128,6 +136,7 @@ class Failover:
         # A chunked client body is relayed chunked; one with a Content-Length keeps it.
         chunked = streamed is not None and request.content_length is None
         head_only = method == "HEAD"
+        interim = interim_relay(request)  # the upstream's 1xx answers, as they arrive
         tried: list[str] = []
         holding_retry = False
         failure: Failure | None = None
@@ -172,6 +181,7 @@ class Failover:
                             # Safe to send again only when the backend cannot have acted on
                             # it twice and the body can be sent again.
                             retry_stale=idempotent and streamed is None,
+                            interim=interim,
                         )
                     except UpstreamError as exc:
                         failure = classify(exc)

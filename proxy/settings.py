@@ -196,7 +196,9 @@ class LimitSettings(_Frozen):
         description="Longest field line in an upstream's response head or trailers; longer: 502.",
     )
     max_response_header_count: int = Field(
-        100, ge=1, description="More fields than this in an upstream's response head: 502."
+        100,
+        ge=1,
+        description="More fields than this in an upstream's response head (or trailers): 502.",
     )
 
     @model_validator(mode="after")

@@ -2,6 +2,7 @@
 using aiohttp's): pooled keep-alive connections, raw heads, bodies streamed both ways."""
 
 from proxy.upstream.client import UpstreamClient, UpstreamResponse
+from proxy.upstream.connection import InterimSink
 from proxy.upstream.failures import (
     BrokenResponse,
     ConnectFailed,
@@ -23,6 +24,7 @@ __all__ = [
     "FirstByteTimeout",
     "HeadLimits",
     "HeadTooLarge",
+    "InterimSink",
     "NoResponse",
     "RequestNotSent",
     "SocketOptions",

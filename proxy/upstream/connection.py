@@ -17,6 +17,7 @@ sections are bounded by `HeadLimits` (proxy.upstream.limits).
 from __future__ import annotations
 
 import asyncio
+import errno
 from collections.abc import AsyncIterable, Callable
 from typing import NoReturn, cast
 
@@ -45,6 +46,9 @@ from proxy.upstream.sockets import HungUp
 from proxy.upstream.timers import Watchdog
 
 _READ_HIGH_BYTES = 256 * 1024
+_UNREACHABLE = frozenset(
+    {errno.ETIMEDOUT, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN, errno.ENETDOWN}
+)
 # What a status line adds beyond its reason phrase ("HTTP/1.1 200 ", CRLF, the head's last CRLF).
 _STATUS_LINE_BYTES = 17
 
@@ -124,15 +128,16 @@ class UpstreamConnection(asyncio.Protocol):
             failure = BrokenResponse if self.head_done else NoResponse
             self.fail(failure(f"invalid response from upstream: {exc!r}"[:300]))
             return
-        limits = self._limits
         if not self.head_done:
             # Every byte so far belongs to a head (1xx answers have no body): this bounds one
             # endless field line, which the parser would buffer until it ends.
+            limits = self._limits
             if self._received > limits.head_bytes:
                 self.fail(head_too_large(self._received, limits, section="response head"))
         elif in_trailers and self._chunk_open and not self.complete:
             # A whole read without body data after a chunk-size line: the last chunk's
             # trailer section, bounded the same way.
+            limits = self._limits
             self._trailer_bytes += len(data)
             if self._trailer_bytes > limits.head_bytes:
                 self.fail(head_too_large(self._trailer_bytes, limits, section="trailer section"))
@@ -152,10 +157,11 @@ class UpstreamConnection(asyncio.Protocol):
                 self._message_done()
             else:
                 self.fail(BrokenResponse(f"upstream closed mid-response: {exc or 'EOF'}"))
-        elif isinstance(exc, TimeoutError):
-            # TCP_USER_TIMEOUT or keep-alive gave up (proxy.upstream.sockets): the peer stopped
-            # acknowledging, it did not close an idle connection.
-            self.fail(NoResponse(f"upstream unreachable, connection timed out: {exc}"))
+        elif isinstance(exc, OSError) and exc.errno in _UNREACHABLE:
+            # TCP_USER_TIMEOUT or keep-alive gave up (proxy.upstream.sockets; the kernel reports
+            # ETIMEDOUT, or the host-unreachable error it met retransmitting): the peer
+            # stopped answering, it did not close an idle connection.
+            self.fail(NoResponse(f"upstream unreachable: {exc}"))
         elif self._received == 0 and self.exchanges > 0:
             self.fail(StaleConnection("reused upstream connection closed before any response"))
         else:
@@ -176,27 +182,22 @@ class UpstreamConnection(asyncio.Protocol):
             self.abort()
             return
         self.reason = b""
-        self._head_size += _STATUS_LINE_BYTES
 
     def on_status(self, status: bytes) -> None:
         if not self.complete:
             # The parser hands the reason over in pieces when it spans reads.
             self.reason += status
-            self._head_size += len(status)
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        size = len(name) + len(value) + FIELD_OVERHEAD_BYTES
-        if self.head_done:
-            if not self.complete:  # after a HEAD answer nothing more is expected
-                self._on_trailer(name, value, size)
-            return
-        if size > self._limits.field_bytes:
-            self._refuse(field_too_large(size, self._limits, section="response head"))
-        self._head_size += size
-        self.headers.append((name, value))
+        # Checked against HeadLimits when the head is complete (on_headers_complete).
+        if not self.head_done:
+            self.headers.append((name, value))
+        elif not self.complete:  # after a HEAD answer nothing more is expected
+            self._on_trailer(name, value)
 
-    def _on_trailer(self, name: bytes, value: bytes, size: int) -> None:
+    def _on_trailer(self, name: bytes, value: bytes) -> None:
         limits = self._limits
+        size = len(name) + len(value) + FIELD_OVERHEAD_BYTES
         trailers = self.trailers
         if trailers is None:
             trailers = self.trailers = []
@@ -209,6 +210,19 @@ class UpstreamConnection(asyncio.Protocol):
         if len(trailers) > limits.field_count:
             self._refuse(too_many_fields(len(trailers), limits, section="trailer section"))
 
+    def _measure_head(self, limits: HeadLimits) -> None:
+        # Counted as HeadLimits says: each line's name, value and separators; the heads of
+        # the exchange (interim ones included) together.
+        size = _STATUS_LINE_BYTES + len(self.reason)
+        for name, value in self.headers:
+            line = len(name) + len(value) + FIELD_OVERHEAD_BYTES
+            if line > limits.field_bytes:
+                self._refuse(field_too_large(line, limits, section="response head"))
+            size += line
+        self._head_size += size
+        if self._head_size > limits.head_bytes:
+            self._refuse(head_too_large(self._head_size, limits, section="response head"))
+
     def _refuse(self, error: HeadTooLarge) -> NoReturn:
         # Settle the exchange, then stop the parser: it raises what a callback raised.
         self.fail(error)
@@ -219,8 +233,11 @@ class UpstreamConnection(asyncio.Protocol):
         limits = self._limits
         if len(self.headers) > limits.field_count:
             self._refuse(too_many_fields(len(self.headers), limits, section="response head"))
-        if self._head_size > limits.head_bytes:
-            self._refuse(head_too_large(self._head_size, limits, section="response head"))
+        # While the exchange has brought no more bytes than one field line may have, no line
+        # and no head can be over its limit (field_bytes <= head_bytes): the common case
+        # costs one comparison, not a pass over the fields.
+        if status < 200 or self._received > limits.field_bytes:
+            self._measure_head(limits)
         if status < 200:
             self._interim = True  # 103 Early Hints and the like: not the answer
             sink = self._interim_sink
