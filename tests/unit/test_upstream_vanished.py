@@ -74,14 +74,23 @@ async def test_the_first_byte_limit_waits_for_a_streamed_body_to_be_sent() -> No
     conn.finish()
 
 
-async def test_a_connection_the_kernel_timed_out_is_not_a_stale_one() -> None:
+@pytest.mark.parametrize(
+    "error",
+    [
+        TimeoutError(110, "Connection timed out"),
+        # What TCP_USER_TIMEOUT reports when retransmissions met an unreachable host (a pod
+        # whose network was deleted), instead of ETIMEDOUT.
+        OSError(113, "No route to host"),
+    ],
+)
+async def test_a_connection_the_kernel_gave_up_on_is_not_a_stale_one(error: OSError) -> None:
     conn, _ = connection()
     conn.begin(head_only=False)
     conn.data_received(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
     await conn.wait_head()
     assert conn.finish()
     conn.begin(head_only=False)  # reused: a silent close would be StaleConnection
-    conn.connection_lost(TimeoutError(110, "Connection timed out"))
+    conn.connection_lost(error)
     with pytest.raises(NoResponse, match="unreachable") as caught:
         await conn.wait_head()
     assert not isinstance(caught.value, StaleConnection)
