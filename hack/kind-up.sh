@@ -46,7 +46,9 @@ if "$kind" get clusters 2>/dev/null | grep -qx "$cluster"; then
   read -r pid started <"$owner_file" 2>/dev/null || pid=""
   if [[ "$pid" == kept ]]; then
     log "reusing cluster $cluster (kept by an earlier run)"
-  elif [[ -n "$pid" && "$pid" != "$owner_pid" && "$(start_time "$pid")" == "$started" ]]; then
+  elif [[ -n "$pid" && "$pid" != "$owner_pid" && -n "${started:-}" \
+          && "$(start_time "$pid")" == "$started" ]]; then
+    # Same pid and same start time: that very process is still running.
     die "cluster $cluster is in use by a running test (pid $pid); set KIND_CLUSTER to use another name"
   elif [[ "$pid" != "$owner_pid" ]]; then
     log "deleting cluster $cluster, left over by a run that did not finish"
