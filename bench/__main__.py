@@ -1,5 +1,5 @@
-"""`python -m bench [--only proxy|tls|controller|all] [--quick] ...`: run the sections, print
-the tables, write them to bench/results/latest.md, exit non-zero if a section failed."""
+"""`python -m bench [--only proxy|tls|churn|controller|all] [--quick] ...`: run the sections,
+print the tables, write them to bench/results/latest.md, exit non-zero if a section failed."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Sequence
 
-from bench import loadbalancers, tls
+from bench import churn, loadbalancers, tls
 from bench.options import Options, parse_options
 from bench.processes import BenchError, sigterm_as_interrupt
 from bench.report import Section
@@ -39,6 +39,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 sections.append(loadbalancers.run(options))
             if options.only in ("tls", "all"):
                 sections.append(tls.run(options))
+            if options.only in ("churn", "all"):
+                sections.append(churn.run(options))
             if options.only in ("controller", "all"):
                 runner = controller_section()
                 if runner is not None:

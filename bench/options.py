@@ -32,6 +32,9 @@ class Options:
     pin_cpus: bool = True
     # Controller section: enrolled Services, ten endpoints each (None: 1,000; --quick: 100).
     services: int | None = None
+    # Churn section: one backend restarted every period, for this many periods.
+    churn_period_seconds: int = 20
+    churn_cycles: int = 3
 
 
 def parse_options(argv: Sequence[str] | None = None) -> Options:
@@ -39,7 +42,9 @@ def parse_options(argv: Sequence[str] | None = None) -> Options:
         prog="python -m bench",
         description="kubeferry vs nginx and HAProxy over the same loopback backends, with wrk.",
     )
-    parser.add_argument("--only", choices=("proxy", "tls", "controller", "all"), default="all")
+    parser.add_argument(
+        "--only", choices=("proxy", "tls", "churn", "controller", "all"), default="all"
+    )
     parser.add_argument("--duration", type=int, default=10, help="seconds of load per run")
     parser.add_argument("--warmup", type=int, default=2, help="seconds of unmeasured load first")
     parser.add_argument(
@@ -71,7 +76,23 @@ def parse_options(argv: Sequence[str] | None = None) -> Options:
         help="controller section: enrolled Services, 10 endpoints each (default 1000; "
         "--quick: 100)",
     )
+    parser.add_argument(
+        "--churn-period",
+        type=int,
+        default=20,
+        metavar="S",
+        help="churn section: a backend restarts every S seconds (--quick: 4)",
+    )
+    parser.add_argument(
+        "--churn-cycles",
+        type=int,
+        default=3,
+        metavar="N",
+        help="churn section: restarts per load balancer (--quick: 2)",
+    )
     args = parser.parse_args(argv)
+    if not 4 <= args.churn_period <= 120 or not 1 <= args.churn_cycles <= 20:
+        parser.error("--churn-period must be 4-120 s and --churn-cycles 1-20")
     if args.services is not None and not 1 <= args.services <= MAX_SERVICES:
         parser.error(f"--services {args.services} is out of range 1-{MAX_SERVICES}")
     for name in ("duration", "warmup", "rounds", "connections", "threads"):
@@ -94,4 +115,6 @@ def parse_options(argv: Sequence[str] | None = None) -> Options:
         kubeferry=args.kubeferry,
         pin_cpus=not args.no_pin,
         services=args.services,
+        churn_period_seconds=4 if args.quick else args.churn_period,
+        churn_cycles=2 if args.quick else args.churn_cycles,
     )

@@ -75,9 +75,19 @@ def run_wrk(
     cpus: frozenset[int] | None = None,
 ) -> WrkResult:
     """One bounded wrk run against a loopback URL."""
+    argv = wrk_argv(
+        url, duration_seconds=duration_seconds, connections=connections, threads=threads
+    )
+    # wrk stops itself after -d; the timeout only guards against a hang.
+    output = processes.run("wrk", argv, timeout_seconds=duration_seconds + 30, cpus=cpus)
+    return parse_wrk(output)
+
+
+def wrk_argv(url: str, *, duration_seconds: int, connections: int, threads: int) -> list[str]:
+    """The wrk command line every section uses; BenchError for anything but loopback."""
     if not url.startswith(("http://127.0.0.1:", "https://127.0.0.1:")):
         raise BenchError(f"{url}: the benchmark only loads loopback addresses")
-    argv = [
+    return [
         "wrk",
         f"-t{threads}",
         f"-c{connections}",
@@ -87,6 +97,3 @@ def run_wrk(
         "--latency",
         url,
     ]
-    # wrk stops itself after -d; the timeout only guards against a hang.
-    output = processes.run("wrk", argv, timeout_seconds=duration_seconds + 30, cpus=cpus)
-    return parse_wrk(output)
