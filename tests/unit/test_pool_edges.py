@@ -122,3 +122,19 @@ def test_transition_reasons_for_ejection_end_and_probes_turned_off() -> None:
         (B, False, "GET /healthz -> 500", "active"),
         (B, True, "health checks disabled", "active"),
     ]
+
+
+def test_after_an_ejection_the_5xx_count_starts_again() -> None:
+    clock = Clock()
+    outlier = OutlierSpec(consecutive_5xx=2, ejection_seconds=30.0)
+    pool = Pool(clock=clock)
+    pool.replace(UpstreamSpec("web", (A, B), health=NO_PROBES, outlier=outlier))
+    pool.report_status("web", A, 503)
+    pool.report_status("web", A, 503)
+    assert A not in picks(pool)
+    clock.now += 31
+    assert A in picks(pool)
+    pool.report_status("web", A, 503)  # one failure after coming back: not yet ejected
+    assert A in picks(pool)
+    pool.report_status("web", A, 503)
+    assert A not in picks(pool)

@@ -16,7 +16,8 @@ from controller.annotations import (
     parse_strategy,
     parse_threshold,
 )
-from proxy.model import HealthSpec
+from proxy.model import HashOn, HealthSpec, OutlierSpec
+from proxy.settings import Settings
 from tests.unit.controller.factories import service
 
 DEFAULTS = Defaults(strategy="round-robin", health=HealthSpec())
@@ -221,3 +222,41 @@ def test_enabled_is_case_insensitive(value: str) -> None:
     )
     assert (parsed.spec is not None) is (value.strip().lower() == "true")
     assert parsed.problems == ()
+
+
+def test_defaults_follow_every_setting() -> None:
+    settings = Settings(
+        strategy="consistent-hash",
+        hash_on="header:X-User",
+        health={"path": "/ping", "interval_seconds": 2},
+        outlier={"consecutive_5xx": 3, "ejection_seconds": 10},
+    )
+    assert Defaults.from_settings(settings) == Defaults(
+        strategy="consistent-hash",
+        hash_on=HashOn("header", "X-User"),
+        health=HealthSpec(path="/ping", interval_seconds=2.0),
+        outlier=OutlierSpec(consecutive_5xx=3, ejection_seconds=10.0),
+    )
+
+
+def test_the_default_hash_key_applies_and_is_named_when_an_annotation_is_bad() -> None:
+    defaults = Defaults(strategy="consistent-hash", hash_on=HashOn("header", "X-User"))
+    plain = parse_service(service(), defaults, mode="ingress").spec
+    assert plain is not None and plain.hash_on == HashOn("header", "X-User")
+    parsed = parse_service(service(annotations={"hash-on": "body"}), defaults, mode="ingress")
+    assert parsed.spec is not None and parsed.spec.hash_on == HashOn("header", "X-User")
+    (problem,) = parsed.problems
+    assert problem.reason.endswith("; using the default 'header:X-User'")
+
+
+def test_the_port_problem_lists_every_tcp_port_or_none() -> None:
+    two = [{"name": "metrics", "port": 9090}, {"name": "http", "port": 80}]
+    parsed = parse_service(service(ports=two, annotations={"port": "81"}), DEFAULTS, mode="ingress")
+    (problem,) = parsed.problems
+    assert "(ports: metrics:9090, http:80)" in problem.reason
+    udp_only = [{"name": "dns", "port": 53, "protocol": "UDP"}]
+    parsed = parse_service(
+        service(ports=udp_only, annotations={"port": "53"}), DEFAULTS, mode="ingress"
+    )
+    (problem,) = parsed.problems
+    assert problem.reason == "names no TCP port of the Service (ports: none); it is not enrolled"
