@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from controller.annotation_table import ANNOTATIONS
 from controller.annotations import (
     MAX_DURATION_SECONDS,
     MAX_THRESHOLD,
@@ -22,10 +23,8 @@ from tests.unit.controller.factories import service
 
 DEFAULTS = Defaults(strategy="round-robin", health=HealthSpec())
 STRATEGIES = "consistent-hash, least-request, random, round-robin, weighted-round-robin"
-KNOWN = (
-    "enabled, hash-on, health-interval, health-path, health-timeout, healthy-threshold, host, "
-    "path-prefix, port, strategy, unhealthy-threshold"
-)
+# Every row of the annotation table, by name.
+KNOWN = ", ".join(sorted(doc.name for doc in ANNOTATIONS))
 NOT_ENROLLED = "the Service is not enrolled until this is fixed"
 
 
