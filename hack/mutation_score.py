@@ -1,6 +1,6 @@
 """Mutation score per module, from the last `mutmut run` (what `make mutation` prints).
 
-    .venv/bin/python hack/mutation_score.py [--min PERCENT] [--survivors]
+    .venv/bin/python hack/mutation_score.py [--min PERCENT] [--survivors | --alive-names]
 
 The table goes to stdout and to mutants/scores.txt.
 Reads `mutmut results --all true`; a mutant counts as killed when a test failed or timed out.
@@ -124,6 +124,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--min", type=float, help="fail when a module scores below this percent")
     parser.add_argument("--survivors", action="store_true", help="list the surviving mutants")
+    parser.add_argument(
+        "--alive-names", action="store_true", help="print only the names of scored survivors"
+    )
     args = parser.parse_args()
 
     mutants = {m.name: m for m in results()}
@@ -144,6 +147,9 @@ def main() -> int:
         else:
             rows[row]["alive"] += 1
             survivors.append(f"{mutant.name}: {mutant.status}")
+    if args.alive_names:
+        print("\n".join(sorted(s.rsplit(": ", 1)[0] for s in survivors)))
+        return 0
 
     width = max(len(row) for row in rows)
     table = [f"{'module':<{width}}  killed / scored  score  (equivalent, left out)"]
