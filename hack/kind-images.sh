@@ -30,3 +30,5 @@ for tag in v1 v2; do
     || die "docker build of $repo:$tag failed"
   printf '%s\n' "$repo:$tag"
 done
+# Each build of a changed echo leaves the previous one dangling; keep the disk bounded.
+docker image prune --force --filter label=io.kubeferry.echo >/dev/null

@@ -86,9 +86,15 @@ if present "$image"; then printf '%s\n' "$image"; exit 0; fi
 
 work="$(mktemp -d "$store/.node-XXXXXX")"
 builder=""
+base="kubeferry.local/kind-node-base:$recipe"
+proxy_base="kubeferry.local/kube-proxy-base:$DEBIAN_SUITE-$recipe"
+# On any exit: the builder container, the work directory and every intermediate image go; only
+# the finished node image (tagged last) stays.
 cleanup() {
   [[ -n "$builder" ]] && docker rm -f "$builder" >/dev/null 2>&1
+  docker rmi "$base" "$base-rootfs" "$proxy_base" >/dev/null 2>&1
   rm -rf "$work"
+  return 0
 }
 trap cleanup EXIT
 trap 'printf "kind-node-image: error: unexpected failure at line %s; nothing was cached\n" "$LINENO" >&2' ERR
@@ -189,7 +195,6 @@ DOCKERFILE
   docker save -o "$images/$(basename "$path").tar" "$tag"
   docker rmi "$tag" >/dev/null
 }
-proxy_base="kubeferry.local/kube-proxy-base:$DEBIAN_SUITE-$recipe"
 docker import "$proxy_rootfs" "$proxy_base" >/dev/null
 log "control-plane images: ${required[*]} $sandbox_image"
 make_image "$(image_for kube-apiserver)" scratch "$envtest_bin/kube-apiserver" /usr/local/bin/kube-apiserver
@@ -263,7 +268,6 @@ printf '%s' "$KUBERNETES_VERSION" >"$rootfs/kind/version"
 mkdir -p "$rootfs/kind/manifests"
 install -m 0644 "$here/kind/node/default-cni.yaml" "$here/kind/node/default-storage.yaml" "$rootfs/kind/manifests/"
 
-base="kubeferry.local/kind-node-base:$recipe"
 tar -C "$rootfs" --numeric-owner -c . | docker import - "$base-rootfs" >/dev/null
 rm -rf "$rootfs"
 # `docker import --change` takes no STOPSIGNAL: systemd as PID 1 stops cleanly on SIGRTMIN+3.
