@@ -8,27 +8,12 @@ import urllib.request
 
 from kubernetes_asyncio import client, config
 
+from tests.integration.proxy.test_access_log import ACCESS_FIELDS
 from tests.kind.cluster import Cluster
 from tests.kind.test_routing import get
 from tests.kind.workloads import APPS, KUBEFERRY, KUBEFERRY_NAMESPACE, Backend
 from tests.support.waiting import eventually
 
-ACCESS_FIELDS = {
-    "timestamp",
-    "level",
-    "event",
-    "message",
-    "method",
-    "path",
-    "status",
-    "upstream",
-    "backend",
-    "duration_ms",
-    "bytes_sent",
-    "request_id",
-    "client",
-    "retries",
-}
 SERIES = (
     "kubeferry_requests_total",
     "kubeferry_request_duration_seconds",
