@@ -43,6 +43,7 @@ CHURN_ENV = {
 }
 # What a request may have reached a backend with: the connection broke after it was written.
 MAY_HAVE_BEEN_SEEN = "no response: "
+BUDGET_REFUSED = "retry refused by the retry budget"
 
 Result = tuple[str, str, int]  # (method, X-Test-Id, status; 0 when the client saw no answer)
 
@@ -171,20 +172,25 @@ async def test_stopping_a_backend_under_load_loses_no_request_nothing_received(
     )
     assert len(load.results) > 1000, summary  # enough load that every stop hit requests
     # Refused connects, connect timeouts and connections closed before the request was
-    # written were all retried elsewhere: every stop cost them, none of them failed.
+    # written were all retried elsewhere: every stop cost some, none of them failed.
     assert retries.get("not_sent", 0) > 0, summary
-    assert retries.get("budget_refused", 0) == 0, summary
+    assert all(line["error"].startswith(MAY_HAVE_BEEN_SEEN) for line in failed_lines), summary
+    assert {line["backend"] for line in failed_lines} <= {f"127.0.0.1:{victim.port}"}, summary
+    assert len(load.failed()) == len(failed_lines), summary  # each failure has its access line
     assert _executed_twice(nginx_backends, method) == []
+    refused = [line for line in failed_lines if BUDGET_REFUSED in line["error"]]
     if method == "GET":
-        assert load.failed() == [], summary
+        # A GET the victim may have seen (its connection reset after the request was
+        # written) is re-sent within the retry budget. The only failures allowed are re-sends
+        # the budget refused, and they say so: on a machine so busy that few requests are in
+        # flight at the proxy, the budget's floor (3) can be smaller than the burst.
+        assert len(refused) == len(failed_lines) == retries.get("budget_refused", 0), summary
     else:
         # A POST written to the victim in the instant it died may have been read (nginx
         # resets a connection it closes with unread bytes, as it does one it read and
         # aborted), so it is not sent again: the only failures allowed, and they say so.
-        assert all(line["error"].startswith(MAY_HAVE_BEEN_SEEN) for line in failed_lines), summary
-        assert {line["backend"] for line in failed_lines} <= {f"127.0.0.1:{victim.port}"}
         assert all(line["retries"] == 0 for line in failed_lines), summary
-        assert len(load.failed()) == len(failed_lines), summary
+        assert refused == [] and retries.get("budget_refused", 0) == 0, summary
 
 
 async def test_when_every_backend_fails_the_budget_holds_back_resends(
@@ -224,9 +230,5 @@ async def test_when_every_backend_fails_the_budget_holds_back_resends(
     assert attempts < 1.5 * requests, summary
     assert retries["budget_refused"] > 0, summary
     assert retries.get("not_sent", 0) == 0, summary
-    refused = [
-        line
-        for line in _failed_lines(proxy)
-        if "retry refused by the retry budget" in line.get("error", "")
-    ]
+    refused = [line for line in _failed_lines(proxy) if BUDGET_REFUSED in line.get("error", "")]
     assert len(refused) == retries["budget_refused"], summary
