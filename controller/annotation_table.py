@@ -112,6 +112,31 @@ ANNOTATIONS: tuple[AnnotationDoc, ...] = (
         _FALLBACK,
         "Failing probes in a row before an endpoint leaves.",
     ),
+    AnnotationDoc(
+        "tls-secret",
+        "the name of a `kubernetes.io/tls` Secret in the Service's namespace",
+        "none: the default certificate",
+        "Warning; HTTP only (a broken Secret: Warning `InvalidTLSSecret`, the last good "
+        "certificate stays)",
+        "Ingress mode, with `host`: the certificate chain (`tls.crt`) and key (`tls.key`) "
+        "served by SNI for the host (a `*.` host takes a wildcard certificate). Rotating the "
+        "Secret reaches new handshakes within seconds, no restart.",
+    ),
+    AnnotationDoc(
+        "ssl-redirect",
+        '`"true"` or `"false"`',
+        '`"false"`',
+        _FALLBACK,
+        "Ingress mode: plain-HTTP requests for the route get 308 to `https://`, same host, path "
+        "and query. Off while a `tls-secret` has no valid certificate (HTTP only).",
+    ),
+    AnnotationDoc(
+        "hsts",
+        "max-age in whole seconds, `31536000`",
+        "none: no header",
+        "Warning; no HSTS",
+        "Ingress mode: answers on HTTPS carry `Strict-Transport-Security: max-age=N`.",
+    ),
 )
 
 KNOWN = frozenset(doc.key for doc in ANNOTATIONS)

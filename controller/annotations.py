@@ -53,6 +53,9 @@ class Defaults:
     hash_on: HashOn | None = None
     health: HealthSpec = dataclasses.field(default_factory=HealthSpec)
     outlier: OutlierSpec = dataclasses.field(default_factory=OutlierSpec)
+    # Whether this controller runs the HTTPS listener (`tls.enabled`): without it the TLS
+    # annotations have nothing to act on and are reported.
+    https: bool = False
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Defaults:
@@ -61,6 +64,7 @@ class Defaults:
             hash_on=settings.hash_key_source(),
             health=settings.health.to_spec(),
             outlier=settings.outlier.to_spec(),
+            https=settings.tls.serving,
         )
 
 
@@ -75,6 +79,11 @@ class ServiceSpec:
     hash_on: HashOn | None
     health: HealthSpec
     outlier: OutlierSpec
+    # Ingress mode, HTTPS on: the Secret holding the host's certificate (same namespace),
+    # 308 from plain HTTP to https, and the HSTS max-age of HTTPS answers.
+    tls_secret: str | None = None
+    https_redirect: bool = False
+    hsts_max_age_seconds: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +174,10 @@ def parse_service(service: ServiceInfo, defaults: Defaults, *, mode: Mode) -> Pa
         ),
     )
 
+    tls = _Tls()
+    if mode == "ingress":
+        tls = _parse_tls(values, host, https=defaults.https, problems=problems)
+
     if port is None or any(p.blocking for p in problems):
         return Parsed(None, tuple(problems))
     spec = ServiceSpec(
@@ -175,8 +188,60 @@ def parse_service(service: ServiceInfo, defaults: Defaults, *, mode: Mode) -> Pa
         hash_on=hash_on,
         health=health,
         outlier=defaults.outlier,
+        tls_secret=tls.secret,
+        https_redirect=tls.redirect,
+        hsts_max_age_seconds=tls.hsts_max_age_seconds,
     )
     return Parsed(spec, tuple(problems))
+
+
+@dataclass(frozen=True, slots=True)
+class _Tls:
+    secret: str | None = None
+    redirect: bool = False
+    hsts_max_age_seconds: int | None = None
+
+
+def _parse_tls(
+    values: dict[str, str], host: str | None, *, https: bool, problems: list[Problem]
+) -> _Tls:
+    """The three TLS annotations. None of them blocks enrolment: at worst the host is
+    served on plain HTTP only, as it was before the annotation."""
+    texts = {
+        name: text
+        for name in ("tls-secret", "ssl-redirect", "hsts")
+        if (text := values.get(ANNOTATION_PREFIX + name)) is not None
+    }
+    if texts and not https:
+        for name, text in texts.items():
+            reason = "this controller does not serve HTTPS (setting tls.enabled); ignored"
+            problems.append(_problem(name, text, reason))
+        return _Tls()
+    secret: str | None = None
+    if "tls-secret" in texts:
+        text = texts["tls-secret"]
+        if host is None:
+            reason = "needs kubeferry.io/host (the certificate is chosen by server name); ignored"
+            problems.append(_problem("tls-secret", text, reason))
+        else:
+            try:
+                secret = parse_secret_name(text)
+            except ValueError as error:
+                problems.append(_problem("tls-secret", text, f"{error}; HTTP only"))
+    redirect = False
+    if "ssl-redirect" in texts:
+        parsed = _parse_bool(texts["ssl-redirect"])
+        if parsed is None:
+            reason = 'must be "true" or "false"; using the default "false"'
+            problems.append(_problem("ssl-redirect", texts["ssl-redirect"], reason))
+        redirect = bool(parsed)
+    hsts: int | None = None
+    if "hsts" in texts:
+        try:
+            hsts = parse_max_age(texts["hsts"])
+        except ValueError as error:
+            problems.append(_problem("hsts", texts["hsts"], f"{error}; no HSTS"))
+    return _Tls(secret, redirect, hsts)
 
 
 def _problem(name: str, value: str, reason: str, *, blocking: bool = False) -> Problem:
@@ -245,6 +310,29 @@ def parse_host(text: str) -> str:
     if len(host) > 253 or not _HOST_RE.match(host):
         raise ValueError("not a host name (exact 'shop.example.com' or wildcard '*.example.com')")
     return host
+
+
+_SUBDOMAIN_RE = re.compile(rf"^{_LABEL}(\.{_LABEL})*$")
+MAX_HSTS_SECONDS = 2**31 - 1
+
+
+def parse_secret_name(text: str) -> str:
+    """A Secret's name: a lower-case RFC 1123 subdomain, as the API server requires."""
+    name = text.strip()
+    if not name or len(name) > 253 or not _SUBDOMAIN_RE.match(name):
+        raise ValueError("not a Secret name (lower-case letters, digits, '-' and '.')")
+    return name
+
+
+def parse_max_age(text: str) -> int:
+    """HSTS max-age: whole seconds, 0 (tells browsers to forget the policy) or more."""
+    stripped = text.strip()
+    if not stripped.isdigit():
+        raise ValueError("not a whole number of seconds (like '31536000', a year)")
+    value = int(stripped)
+    if value > MAX_HSTS_SECONDS:
+        raise ValueError(f"must be at most {MAX_HSTS_SECONDS}")
+    return value
 
 
 def parse_path(text: str) -> str:

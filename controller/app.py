@@ -8,6 +8,11 @@ real API server:
         port = controller.ports[0]          # bound proxy port(s), in listener order
         ...                                 # requests, kubectl, assertions
 
+In ingress mode with HTTPS on (`tls.enabled` or `tls.cert_file`), a second listener on
+`tls_port` serves the same routes over TLS; its CertificateStore gets the certificates of
+the Services' `tls-secret`s from the sync, and its default certificate from `tls.cert_file`
+(reloaded as in the standalone proxy) or a self-signed one.
+
 `serve()` runs until SIGTERM (the CLI); `start()`/`stop()` (or `async with`) run the same
 thing in the background (tests). Shutdown order is the data plane's: readiness false, stop
 accepting, drain, cancel the watch, sync and event tasks, close.
@@ -27,11 +32,15 @@ from controller.cache import Cache, WatchScope
 from controller.desired import Selection
 from controller.events import EventRecorder, KubeEventRecorder
 from controller.metrics import ControllerMetrics
+from controller.secret_watch import SecretWatches
 from controller.sync import Sync
 from controller.watch import WatchTiming, run_watches
 from proxy.app import DataPlane, Listener
+from proxy.cli import certificate_reloader, standalone_certificates
 from proxy.routing import Router, RouteTable
 from proxy.settings import Settings
+from proxy.tls.files import FileReloader
+from proxy.tls.store import CertificateStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,12 +97,18 @@ class Controller:
         api_client: Any,
         events: EventRecorder | None = None,
         watch_timing: WatchTiming | None = None,
+        certificates: CertificateStore | None = None,
     ) -> None:
+        """`certificates`: the HTTPS listener's store, already loaded (the CLI does, to
+        report a bad `tls.cert_file` before starting); made here from the settings if None.
+        """
         self.settings = settings
         self.options = options
         self._api = api_client
         self._watch_timing = watch_timing or WatchTiming()
         self.router: Router | None = None
+        self.certificates: CertificateStore | None = None
+        self._reloader: FileReloader | None = None
         if options.mode == "sidecar":
             listeners = [
                 Listener(options.sidecar_host, u.port, Router(RouteTable.single(u.upstream)))
@@ -103,9 +118,20 @@ class Controller:
             self.router = Router()
             port = settings.port if options.listen_port is None else options.listen_port
             listeners = [Listener(settings.host, port, self.router)]
+            if settings.tls.serving:
+                store = certificates or standalone_certificates(settings.tls)
+                assert store is not None
+                self.certificates = store
+                self._reloader = certificate_reloader(settings.tls, store)
+                listeners.append(Listener(settings.host, settings.tls_port, self.router, store))
         self.plane = DataPlane(settings, listeners=listeners)
         self.metrics = ControllerMetrics(self.plane.metrics.registry)
         self.cache = Cache(options.scopes())
+        self.secrets: SecretWatches | None = None
+        if options.mode == "ingress":
+            self.secrets = SecretWatches(
+                api_client, self.cache, metrics=self.metrics, timing=self._watch_timing
+            )
         self._recorder: KubeEventRecorder | None = None
         if events is None:
             self._recorder = KubeEventRecorder.from_client(api_client)
@@ -116,6 +142,8 @@ class Controller:
             defaults=Defaults.from_settings(settings),
             dataplane=self.plane,
             router=self.router,
+            certificates=self.certificates,
+            secrets=self.secrets,
             readiness=self.plane.readiness,
             events=events,
             metrics=self.metrics,
@@ -154,11 +182,21 @@ class Controller:
         loops: list[Callable[[], Awaitable[None]]] = [started, watches, sync]
         if self._recorder is not None:
             loops.append(self._recorder.run)
+        if self.secrets is not None:
+            loops.append(self.secrets.run)
+        if self._reloader is not None:
+            loops.append(self._reloader.run)
         return loops
 
     async def serve(self) -> int:
         """Run until SIGTERM/SIGINT or `stop()`; return the exit status."""
-        return await self.plane.serve(tasks=self.tasks())
+        if self._reloader is None:
+            return await self.plane.serve(tasks=self.tasks())
+        undo = self._reloader.handle_sighup()  # SIGHUP re-reads tls.cert_file at once
+        try:
+            return await self.plane.serve(tasks=self.tasks())
+        finally:
+            undo()
 
     async def start(self) -> None:
         """`serve()` in the background; returns once the listeners are bound."""

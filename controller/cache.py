@@ -1,4 +1,5 @@
-"""The controller's cache of Services and EndpointSlices, fed by the watch, read by the sync.
+"""The controller's cache of Services, EndpointSlices and the TLS Secrets enrolled Services name,
+fed by the watch, read by the sync.
 
 The watch runs one list+watch stream per (kind, scope). Each stream owns a store of what it last
 reported; a relist replaces that store whole, in one plain `def`, so the sync never sees a
@@ -13,12 +14,20 @@ slices are only ever read through their Service. A relist notes "everything": th
 rebuilds from scratch. The note says where to look, never what to do: the sync still reads
 the objects themselves from the cache.
 
+Secrets are different: the controller must not hold every Secret of a namespace (their data
+would all be in memory), so each Secret a Service names gets its own stream, opened and closed
+as the references come and go (`open_secret`, `close_secret`; controller.secret_watch). Those
+streams are not part of `synced`, and a Secret's (re)list notes only that Secret, not
+"everything": a Secret change redoes the Services that name it.
+
 Mutable state, touched only from the event loop and never across an `await`:
   _stores[(kind, scope)]  key -> object, what each stream last reported
   _services               (ns, name) -> ServiceInfo; replaced by a new dict on every change
                           (copy-on-write), so a Mapping the sync holds never changes under it
   _slices                 (ns, service) -> tuple of SliceInfo sorted by name; tuples replaced
+  _secrets                (ns, name) -> SecretInfo, from the Secret streams
   _listed                 streams that completed their first list
+  _static                 the Service and EndpointSlice streams, which `synced` waits for
   _touched, _everything   what changed since the last `take_changes()`
 """
 
@@ -31,12 +40,13 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Literal, TypeAlias
 
-from controller.objects import ServiceInfo, SliceInfo
+from controller.objects import SecretInfo, ServiceInfo, SliceInfo
 
-Kind: TypeAlias = Literal["Service", "EndpointSlice"]
+Kind: TypeAlias = Literal["Service", "EndpointSlice", "Secret"]
+# The kinds watched in every scope from the start; Secrets get a stream each, on demand.
 KINDS: tuple[Kind, ...] = ("Service", "EndpointSlice")
 Key: TypeAlias = tuple[str, str]
-Object: TypeAlias = ServiceInfo | SliceInfo
+Object: TypeAlias = ServiceInfo | SliceInfo | SecretInfo
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +80,8 @@ class WatchScope:
     """What one set of watches covers.
 
     `WatchScope()` is the whole cluster; `WatchScope("shop")` one namespace;
-    `WatchScope("shop", "web")` one Service and its slices (sidecar mode).
+    `WatchScope("shop", "web")` one Service and its slices (sidecar mode), or, for a Secret
+    stream, the one Secret named `web`.
     """
 
     namespace: str | None = None
@@ -92,6 +103,7 @@ class WatchScope:
 
 
 def _service_of(obj: Object) -> str:
+    # For a Secret: its own name, which is what its stream's scope names.
     return obj.service if isinstance(obj, SliceInfo) else obj.name
 
 
@@ -154,7 +166,9 @@ class Cache:
         }
         self._services: dict[Key, ServiceInfo] = {}
         self._slices: dict[Key, tuple[SliceInfo, ...]] = {}
+        self._secrets: dict[Key, SecretInfo] = {}
         self._listed: set[tuple[Kind, WatchScope]] = set()
+        self._static = frozenset(self._stores)
         self._synced_event = asyncio.Event()
         self._touched: set[ObjectRef] = set()
         self._everything = True
@@ -171,6 +185,20 @@ class Cache:
 
     def slices_for(self, namespace: str, service: str) -> Sequence[SliceInfo]:
         return self._slices.get((namespace, service), ())
+
+    def secret(self, namespace: str, name: str) -> SecretInfo | None:
+        return self._secrets.get((namespace, name))
+
+    def secret_listed(self, namespace: str, name: str) -> bool:
+        return ("Secret", WatchScope(namespace, name)) in self._listed
+
+    def secret_streams(self) -> frozenset[Key]:
+        """The Secrets that have a stream open."""
+        return frozenset(
+            (scope.namespace or "", scope.service or "")
+            for kind, scope in self._stores
+            if kind == "Secret"
+        )
 
     @property
     def synced(self) -> bool:
@@ -202,13 +230,21 @@ class Cache:
                 new[obj.key] = obj
         self._stores[stream] = new
         changed = new != old
+        first = stream not in self._listed
+        self._listed.add(stream)
+        if kind == "Secret":
+            # Its first list says whether it exists: a change even if nothing was found.
+            self._secret_store(old, new)
+            if changed or first:
+                self._touch_secret(stream[1])
+                self._notify()
+            return changed
         if changed:
             if kind == "Service":
                 self._services = self._merge_services()
             else:
                 self._reindex_slices(old.values(), new.values())
-        self._listed.add(stream)
-        if len(self._listed) == len(self._stores):
+        if self._listed >= self._static:
             self._synced_event.set()
         if changed:
             self._everything = True
@@ -225,7 +261,9 @@ class Cache:
         if old == obj:
             return False
         store[obj.key] = obj
-        if isinstance(obj, ServiceInfo):
+        if isinstance(obj, SecretInfo):
+            self._secrets[obj.key] = obj
+        elif isinstance(obj, ServiceInfo):
             services = dict(self._services)
             services[obj.key] = obj
             self._services = services
@@ -242,7 +280,9 @@ class Cache:
         old = self._stores[stream].pop(obj.key, None)
         if old is None:
             return False
-        if isinstance(old, ServiceInfo):
+        if isinstance(old, SecretInfo):
+            self._secrets.pop(old.key, None)
+        elif isinstance(old, ServiceInfo):
             services = dict(self._services)
             services.pop(old.key, None)
             self._services = services
@@ -252,7 +292,39 @@ class Cache:
         self._notify()
         return True
 
+    # -- Secret streams, opened and closed as Services name Secrets ------------------------------
+
+    def open_secret(self, namespace: str, name: str) -> WatchScope:
+        """Make room for a stream of one Secret; returns its scope. Until it lists, the Secret
+        is neither there nor missing (`secret_listed` is False)."""
+        scope = WatchScope(namespace, name)
+        self._stores.setdefault(("Secret", scope), {})
+        return scope
+
+    def close_secret(self, namespace: str, name: str) -> bool:
+        """No Service names the Secret any more: forget it and its stream. Returns whether
+        anything was held."""
+        stream: tuple[Kind, WatchScope] = ("Secret", WatchScope(namespace, name))
+        store = self._stores.pop(stream, None)
+        self._listed.discard(stream)
+        if store is None:
+            return False
+        self._secret_store(store, {})
+        self._touch_secret(stream[1])
+        self._notify()
+        return True
+
     # -- internals -----------------------------------------------------------------------------
+
+    def _secret_store(self, old: Mapping[Key, Object], new: Mapping[Key, Object]) -> None:
+        for key in old:
+            self._secrets.pop(key, None)
+        for key, obj in new.items():
+            assert isinstance(obj, SecretInfo)
+            self._secrets[key] = obj
+
+    def _touch_secret(self, scope: WatchScope) -> None:
+        self._touched.add(ObjectRef("Secret", scope.namespace or "", scope.service or ""))
 
     def _stream(self, kind: Kind, scope: WatchScope | None) -> tuple[Kind, WatchScope]:
         if scope is None:
@@ -299,7 +371,9 @@ class Cache:
 
     def _touch(self, *objects: Object | None) -> None:
         for obj in objects:
-            if obj is not None and _service_of(obj):
+            if isinstance(obj, SecretInfo):
+                self._touched.add(ObjectRef("Secret", obj.namespace, obj.name))
+            elif obj is not None and _service_of(obj):
                 self._touched.add(ObjectRef("Service", obj.namespace, _service_of(obj)))
 
     def _notify(self) -> None:

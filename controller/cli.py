@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from controller.app import ControllerOptions, SidecarUpstream
-from proxy.cli import Command, run_event_loop
+from proxy.cli import Command, run_event_loop, standalone_certificates
 from proxy.settings import Settings, SettingsError, load_settings
+from proxy.tls.store import CertificateStore
 
 EXIT_USAGE = 2
 SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
@@ -36,6 +37,9 @@ kubeferry.io/host and kubeferry.io/path-prefix annotations.
 sidecar mode (--upstream NAME=PORT): listens on 127.0.0.1 only, one port per Service, and
 watches only those Services; names without a namespace are in the pod's own namespace
 (POD_NAMESPACE, else the service account's namespace, else --namespace, else "default").
+
+HTTPS (ingress mode): with tls.enabled (or tls.cert_file) a second listener on tls_port
+(3443) serves the same routes; Services pick their certificate with kubeferry.io/tls-secret.
 
 Credentials: in-cluster when running in a pod, else --kubeconfig, KUBECONFIG or
 ~/.kube/config. Annotations: docs/annotations.md. Proxy settings (health checks, timeouts,
@@ -86,6 +90,8 @@ def run(args: argparse.Namespace) -> int:
         settings = load_settings(config_file=args.config, overrides=_overrides(args))
         options = parse_options(args, environ=os.environ)
         kubeconfig = _kubeconfig(args.kubeconfig)
+        # HTTPS is ingress mode's: a bad tls.cert_file is reported before anything starts.
+        certificates = standalone_certificates(settings.tls) if options.mode == "ingress" else None
     except (SettingsError, UsageError) as error:
         print(f"kubeferry controller: {error}", file=sys.stderr)
         return EXIT_USAGE
@@ -93,10 +99,15 @@ def run(args: argparse.Namespace) -> int:
     from proxy.logging import configure_logging
 
     configure_logging(settings.log)
-    return run_event_loop(_serve(settings, options, kubeconfig))
+    return run_event_loop(_serve(settings, options, kubeconfig, certificates))
 
 
-async def _serve(settings: Settings, options: ControllerOptions, kubeconfig: Path | None) -> int:
+async def _serve(
+    settings: Settings,
+    options: ControllerOptions,
+    kubeconfig: Path | None,
+    certificates: CertificateStore | None = None,
+) -> int:
     from controller.app import Controller
 
     try:
@@ -105,7 +116,8 @@ async def _serve(settings: Settings, options: ControllerOptions, kubeconfig: Pat
         print(f"kubeferry controller: cannot load Kubernetes credentials: {error}", file=sys.stderr)
         return 1
     async with api:
-        return await Controller(settings, options, api_client=api).serve()
+        controller = Controller(settings, options, api_client=api, certificates=certificates)
+        return await controller.serve()
 
 
 async def api_client(kubeconfig: Path | None, *, environ: Mapping[str, str]) -> Any:

@@ -11,20 +11,38 @@ change sequences and requires equal results.
 
 Each Service is parsed and translated (controller.annotations, controller.translate) through
 the memo (controller.memo), which only saves work.
+
+TLS: a Service with `tls-secret` (and a host) is redone when its Secret changes, through the
+index of who names which Secret. Its Secret is validated (controller.certificates) into the
+certificate for its host; the certificates by host are a whole mapping, rebuilt only when a
+TLS Service was redone, for the sync to push as one CertificateSet. A route's
+`https_redirect` stays off while its `tls-secret` has no certificate, so a host whose Secret
+never worked is served on plain HTTP instead of redirected to a certificate that cannot match.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from types import MappingProxyType
 
 from controller.annotations import Defaults, Mode, Problem
 from controller.cache import Changes, ObjectRef
+from controller.certificates import (
+    INVALID_TLS_SECRET,
+    SecretCertificates,
+    SecretKey,
+    covers,
+)
 from controller.memo import ServiceKey, Translations
-from controller.objects import ClusterView, ServiceInfo
-from controller.routes import Claim, RouteKey, resolve_group, route_key, route_sort
+from controller.objects import ANNOTATION_PREFIX, ClusterView, ServiceInfo
+from controller.routes import Claim, RouteKey, age_key, resolve_group, route_key, route_sort
 from proxy.model import UpstreamSpec
 from proxy.routing import RouteTable
+from proxy.tls.certificate import Certificate
+
+_NO_CERTIFICATES: Mapping[str, Certificate] = MappingProxyType({})
 
 __all__ = ["AFFECTED", "Desired", "DesiredState", "Selection", "Translations", "build_desired"]
 
@@ -59,11 +77,16 @@ class Desired:
     problems: tuple[tuple[ServiceInfo, Problem], ...] = ()
     # Sidecar mode: named Services not (yet) in the cache.
     missing: tuple[tuple[str, str], ...] = ()
+    # Ingress mode: the certificate of each host with a working `tls-secret` (the same
+    # object from sync to sync while unchanged), and the Secrets that Services name.
+    certificates: Mapping[str, Certificate] = field(default_factory=lambda: _NO_CERTIFICATES)
+    secrets: frozenset[SecretKey] = frozenset()
 
 
 # Which Services a change to an object of a kind can affect (the cache notes slice changes
-# as changes of their Service). A kind without an entry makes `update` rebuild everything:
-# correct by default, incremental once it is mapped (a Secret to the Services naming it).
+# as changes of their Service). A Secret maps to the Services naming it through the state's
+# own index (`DesiredState._secret_users`). A kind without an entry makes `update` rebuild
+# everything: correct by default, incremental once it is mapped.
 AFFECTED: Mapping[str, Callable[[ObjectRef], Iterable[ServiceKey]]] = {
     "Service": lambda ref: ((ref.namespace, ref.name),),
 }
@@ -85,6 +108,10 @@ class DesiredState:
       _upstreams   upstream name -> spec: what the data plane should hold
       _name_of     Service key -> its name in `_upstreams`
       _table       the winners' route table
+      _tls         Service key -> (Service, host, certificate) for each working tls-secret
+      _secret_of   Service key -> the Secret it names; _secret_users the reverse
+      _certificates  host -> certificate, rebuilt when `_tls` changed
+      certificates the Secret validations and last good certificates (survive a rebuild)
     """
 
     def __init__(
@@ -94,11 +121,13 @@ class DesiredState:
         defaults: Defaults,
         *,
         memo: Translations | None = None,
+        certificates: SecretCertificates | None = None,
     ) -> None:
         self._view = view
         self._selection = selection
         self._defaults = defaults
         self.memo = memo if memo is not None else Translations()
+        self.certificates = certificates if certificates is not None else SecretCertificates()
         self._reset()
 
     def __repr__(self) -> str:
@@ -118,6 +147,10 @@ class DesiredState:
         self._upstreams: dict[str, UpstreamSpec] = {}
         self._name_of: dict[ServiceKey, str] = {}
         self._table = RouteTable()
+        self._tls: dict[ServiceKey, tuple[ServiceInfo, str, Certificate]] = {}
+        self._secret_of: dict[ServiceKey, SecretKey] = {}
+        self._secret_users: dict[SecretKey, set[ServiceKey]] = {}
+        self._certificates = _NO_CERTIFICATES
 
     def rebuild(self) -> Desired:
         """Everything from scratch: every index is dropped and every candidate read again.
@@ -126,6 +159,7 @@ class DesiredState:
         keys = [service.key for service in self._selection.candidates(self._view)]
         self._redo(keys, rebuild_table=True)
         self.memo.keep_only(set(keys))
+        self.certificates.keep_only(set(self._secret_users))
         return self._desired()
 
     def update(self, changes: Changes) -> Desired:
@@ -134,6 +168,9 @@ class DesiredState:
             return self.rebuild()
         keys: set[ServiceKey] = set()
         for ref in changes.touched:
+            if ref.kind == "Secret":
+                keys.update(self._secret_users.get((ref.namespace, ref.name), ()))
+                continue
             affected = AFFECTED.get(ref.kind)
             if affected is None:
                 return self.rebuild()
@@ -147,9 +184,12 @@ class DesiredState:
         services = self._view.services()
         affected: set[ServiceKey] = set()
         dirty_routes: set[RouteKey] = set()
+        released: set[SecretKey] = set()
+        tls_before = len(self._tls)
+        tls_touched = False
         for key in keys:
             affected.add(key)
-            self._forget(key, dirty_routes)
+            tls_touched = self._forget(key, dirty_routes, released) or tls_touched
             service = services.get(key) if self._selection.wants(key) else None
             if service is None:
                 self.memo.drop(key)
@@ -158,11 +198,20 @@ class DesiredState:
             entry = self.memo.get(
                 service, self._view.slices_for(*key), self._defaults, self._selection.mode
             )
-            if entry.parsed.problems:
-                self._problems[key] = tuple((service, p) for p in entry.parsed.problems)
+            problems = list(entry.parsed.problems)
             if entry.result is None:
+                if problems:
+                    self._problems[key] = tuple((service, p) for p in problems)
                 continue
             upstream, route = entry.result
+            spec = entry.parsed.spec
+            if spec is not None and spec.tls_secret is not None and spec.host is not None:
+                tls_touched = True
+                has_certificate = self._look_tls(service, spec.host, spec.tls_secret, problems)
+                if route.https_redirect and not has_certificate:
+                    route = dataclasses.replace(route, https_redirect=False)
+            if problems:
+                self._problems[key] = tuple((service, p) for p in problems)
             self._built[key] = upstream
             if self._selection.mode == "ingress":
                 claimed = route_key(route)
@@ -189,6 +238,10 @@ class DesiredState:
 
         for key in affected:
             self._place(key)
+        for secret in released - self._secret_users.keys():
+            self.certificates.forget(secret)
+        if tls_touched or len(self._tls) != tls_before or rebuild_table:
+            self._certificates = self._by_host()
         if routes_changed:
             # Built in route order, as a full resolve lists them, so that routes of equal
             # rank keep one order however the table was reached.
@@ -196,11 +249,64 @@ class DesiredState:
                 [self._winners[claimed].route for claimed in sorted(self._winners, key=route_sort)]
             )
 
-    def _forget(self, key: ServiceKey, dirty_routes: set[RouteKey]) -> None:
-        """Take back what `key` contributed, noting the route it claimed."""
+    def _look_tls(
+        self, service: ServiceInfo, host: str, secret_name: str, problems: list[Problem]
+    ) -> bool:
+        """Note that `service` names the Secret and take its certificate, if any; True if
+        the host has one to serve."""
+        secret = (service.namespace, secret_name)
+        self._secret_of[service.key] = secret
+        self._secret_users.setdefault(secret, set()).add(service.key)
+        looked = self.certificates.look(
+            secret, self._view.secret(*secret), listed=self._view.secret_listed(*secret)
+        )
+        if looked.problem is not None:
+            problems.append(looked.problem)
+        certificate = looked.certificate
+        if certificate is None:
+            return False
+        if not covers(certificate.names, host):
+            names = ", ".join(certificate.names) or "none"
+            reason = (
+                f"Secret {service.namespace}/{secret_name}: the certificate's names ({names}) "
+                f"do not cover {host}; served anyway, clients will refuse it"
+            )
+            problems.append(
+                Problem(ANNOTATION_PREFIX + "tls-secret", secret_name, reason, False,
+                        INVALID_TLS_SECRET)
+            )  # fmt: skip
+        self._tls[service.key] = (service, host, certificate)
+        return True
+
+    def _by_host(self) -> Mapping[str, Certificate]:
+        """The certificate of each host: the oldest Service's (as for routes) when several
+        Services of one host name different Secrets."""
+        chosen: dict[str, tuple[tuple[str, str, str], Certificate]] = {}
+        for service, host, certificate in self._tls.values():
+            age = age_key(service)
+            if host not in chosen or age < chosen[host][0]:
+                chosen[host] = (age, certificate)
+        result = {host: chosen[host][1] for host in sorted(chosen)}
+        if result == dict(self._certificates):
+            return self._certificates  # unchanged: the same object, so the sync skips it
+        return MappingProxyType(result)
+
+    def _forget(
+        self, key: ServiceKey, dirty_routes: set[RouteKey], released: set[SecretKey]
+    ) -> bool:
+        """Take back what `key` contributed, noting the route it claimed and the Secret it
+        named; True if it had a certificate."""
         self._present.discard(key)
         self._built.pop(key, None)
         self._problems.pop(key, None)
+        secret = self._secret_of.pop(key, None)
+        if secret is not None:
+            users = self._secret_users[secret]
+            users.discard(key)
+            if not users:
+                del self._secret_users[secret]
+                released.add(secret)
+        had_certificate = self._tls.pop(key, None) is not None
         claimed = self._claim_of.pop(key, None)
         if claimed is not None:
             group = self._claims[claimed]
@@ -208,6 +314,7 @@ class DesiredState:
             if not group:
                 del self._claims[claimed]
             dirty_routes.add(claimed)
+        return had_certificate
 
     def _place(self, key: ServiceKey) -> None:
         """Put `key`'s upstream in the data plane's set, or take it out: in when built and,
@@ -231,7 +338,14 @@ class DesiredState:
         missing: tuple[tuple[str, str], ...] = ()
         if self._selection.mode == "sidecar":
             missing = tuple(sorted(self._selection.services - self._present))
-        return Desired(dict(self._upstreams), self._table, tuple(problems), missing)
+        return Desired(
+            dict(self._upstreams),
+            self._table,
+            tuple(problems),
+            missing,
+            self._certificates,
+            frozenset(self._secret_users),
+        )
 
 
 def build_desired(

@@ -8,8 +8,10 @@ out, because a malformed object must never crash the watch.
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 ANNOTATION_PREFIX = "kubeferry.io/"
@@ -179,6 +181,50 @@ class SliceInfo:
         return (self.namespace, self.name)
 
 
+TLS_SECRET_TYPE = "kubernetes.io/tls"
+
+
+@dataclass(frozen=True, slots=True)
+class SecretInfo:
+    """What the controller keeps of a Secret that a Service names in `kubeferry.io/tls-secret`:
+    its type and the two PEM fields of a `kubernetes.io/tls` Secret, decoded. Every other
+    field of `data` is dropped unread. The key material is left out of `repr`, so no log line
+    or traceback can show it; `None` is a field that is missing or not valid base64."""
+
+    namespace: str
+    name: str
+    type: str
+    chain_pem: bytes | None = field(default=None, repr=False)
+    key_pem: bytes | None = field(default=None, repr=False)
+    resource_version: str = ""
+
+    @classmethod
+    def from_api(cls, obj: Mapping[str, Any]) -> SecretInfo:
+        meta = mapping(obj.get("metadata"))
+        data = mapping(obj.get("data"))
+        return cls(
+            namespace=str(meta.get("namespace") or ""),
+            name=str(meta.get("name") or ""),
+            type=str(obj.get("type") or ""),
+            chain_pem=_base64(data.get("tls.crt")),
+            key_pem=_base64(data.get("tls.key")),
+            resource_version=str(meta.get("resourceVersion") or ""),
+        )
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.namespace, self.name)
+
+
+def _base64(value: Any) -> bytes | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
 class ClusterView(Protocol):
     """Read access to the cached cluster state the sync rebuilds its desired state from."""
 
@@ -188,6 +234,14 @@ class ClusterView(Protocol):
 
     def slices_for(self, namespace: str, service: str) -> Sequence[SliceInfo]:
         """The cached EndpointSlices labelled with `service` in `namespace`."""
+        ...
+
+    def secret(self, namespace: str, name: str) -> SecretInfo | None:
+        """The cached Secret, or None: not found, or not listed yet (see `secret_listed`)."""
+        ...
+
+    def secret_listed(self, namespace: str, name: str) -> bool:
+        """Whether the watch of this Secret has listed it once (so None means it is missing)."""
         ...
 
 

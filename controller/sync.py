@@ -7,7 +7,10 @@ they claim re-resolved (controller.desired). A full rebuild of everything runs a
 after every relist and every `resync_interval_seconds` as a safety net. The result is compared
 with what was last pushed, and only upstreams whose snapshot differs are pushed, each whole,
 to the data plane (`update`; `apply` with the whole set after a full rebuild); the route table
-goes to the router (`replace`) only when it changed. All plain defs.
+goes to the router (`replace`) only when it changed, and so do the certificates by host, as a
+whole CertificateSet (with the listener's default certificate) to the CertificateStore, before
+the routes, so a route that redirects to https finds its certificate there. The Secrets the
+Services name go to the Secret watches (`want`). All plain defs.
 
 The cache is never cleared on an API failure and a sync never pushes before the cache has
 listed everything once, so the data plane keeps the last known endpoints while the API server
@@ -33,6 +36,8 @@ from controller.events import EventRecorder
 from controller.objects import ClusterView, ServiceInfo
 from proxy.model import UpstreamSpec
 from proxy.routing import RouteTable
+from proxy.tls.certificate import Certificate
+from proxy.tls.store import CertificateSet
 
 logger = logging.getLogger("kubeferry.controller")
 
@@ -58,6 +63,21 @@ class RouteSink(Protocol):
     """The ingress router: takes a whole route table."""
 
     def replace(self, table: RouteTable) -> bool: ...
+
+
+class CertificateSink(Protocol):
+    """The HTTPS listeners' CertificateStore: takes a whole CertificateSet."""
+
+    @property
+    def current(self) -> CertificateSet: ...
+
+    def replace(self, certificates: CertificateSet) -> bool: ...
+
+
+class SecretInterest(Protocol):
+    """The Secret watches: told which (namespace, name) Secrets the Services name."""
+
+    def want(self, secrets: frozenset[tuple[str, str]]) -> None: ...
 
 
 class ReadinessSink(Protocol):
@@ -112,10 +132,11 @@ class SyncOutcome:
     # upstream snapshots differed from the ones pushed before.
     full: bool = True
     changed_upstreams: int = 0
+    pushed_certificates: bool = False
 
     @property
     def pushed(self) -> bool:
-        return self.pushed_upstreams or self.pushed_routes
+        return self.pushed_upstreams or self.pushed_routes or self.pushed_certificates
 
 
 class Sync:
@@ -128,6 +149,7 @@ class Sync:
                   again only after it went away, or changed, and came back
       _missing    sidecar upstreams last logged as not found
       _state      the desired state and its indexes, kept up to date between syncs
+      _certs      the certificates by host last handed to the certificate store
       first_synced  set by the first sync (of a fully listed cache); awaited by startup and tests
     """
 
@@ -139,6 +161,8 @@ class Sync:
         defaults: Defaults,
         dataplane: UpstreamSink,
         router: RouteSink | None = None,
+        certificates: CertificateSink | None = None,
+        secrets: SecretInterest | None = None,
         readiness: ReadinessSink | None = None,
         events: EventRecorder | None = None,
         metrics: SyncMetrics | None = None,
@@ -152,6 +176,8 @@ class Sync:
         self._defaults = defaults
         self._dataplane = dataplane
         self._router = router
+        self._certificate_sink = certificates
+        self._secret_interest = secrets
         self._readiness = readiness
         self._events = events
         self._metrics = metrics
@@ -161,6 +187,7 @@ class Sync:
         self._resync_interval_seconds = resync_interval_seconds
         self._pushed: Mapping[str, UpstreamSpec] | None = None
         self._table: RouteTable | None = None
+        self._certs: Mapping[str, Certificate] | None = None
         self._reported: frozenset[tuple[str, Problem]] = frozenset()
         self._missing: tuple[tuple[str, str], ...] = ()
         self._state = DesiredState(view, selection, defaults)
@@ -228,6 +255,14 @@ class Sync:
                     self._dataplane.update(delta)
                 self._pushed = desired.upstreams
                 pushed_upstreams = True
+        pushed_certificates = False
+        sink = self._certificate_sink
+        if sink is not None and desired.certificates is not self._certs:
+            # The default certificate is the listener's own (a file the reloader may swap).
+            pushed_certificates = sink.replace(
+                CertificateSet.build(sink.current.default, desired.certificates)
+            )
+            self._certs = desired.certificates
         pushed_routes = False
         if self._router is not None and desired.table is not self._table:
             pushed_routes = self._router.replace(desired.table)
@@ -245,7 +280,11 @@ class Sync:
         first = not self.first_synced.is_set()
         self.first_synced.set()
 
-        # Reporting and readiness after the state change.
+        # Reporting, watch interest and readiness after the state change.
+        if self._secret_interest is not None:
+            self._secret_interest.want(desired.secrets)
+        if pushed_certificates:
+            _log_certificates(desired.certificates)
         for service, problem in new:
             self._report(service, problem)
         for namespace, name in missing_now:
@@ -261,7 +300,13 @@ class Sync:
             if self._readiness is not None:
                 self._readiness.set(READY_CONDITION, True)
         outcome = SyncOutcome(
-            pushed_upstreams, pushed_routes, len(desired.upstreams), new, full, len(delta)
+            pushed_upstreams,
+            pushed_routes,
+            len(desired.upstreams),
+            new,
+            full,
+            len(delta),
+            pushed_certificates,
         )
         self._record(outcome, started=started, changed_at=changed_at)
         self._log(outcome, desired, first=first)
@@ -284,7 +329,7 @@ class Sync:
         )
 
     def _report(self, service: ServiceInfo, problem: Problem) -> None:
-        event = "invalid_annotation" if problem.event_reason == "InvalidAnnotation" else "problem"
+        event = _PROBLEM_EVENTS.get(problem.event_reason, "problem")
         logger.warning(
             problem.message,
             extra={
@@ -312,6 +357,24 @@ class Sync:
         self._metrics.enrolled_services(outcome.enrolled)
         if outcome.pushed and changed_at is not None:
             self._metrics.change_to_pool(now - changed_at)
+
+
+_PROBLEM_EVENTS = {
+    "InvalidAnnotation": "invalid_annotation",
+    "InvalidTLSSecret": "invalid_tls_secret",
+}
+
+
+def _log_certificates(certificates: Mapping[str, Certificate]) -> None:
+    # What is served now, by host: serials, sources and expiry dates, never key material.
+    logger.info(
+        "TLS certificates updated: %d hosts",
+        len(certificates),
+        extra={
+            "event": "tls_certificates",
+            "hosts": {host: certificate.describe() for host, certificate in certificates.items()},
+        },
+    )
 
 
 def _delta(

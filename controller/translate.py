@@ -42,7 +42,14 @@ def translate(
         health=spec.health,
         outlier=spec.outlier,
     )
-    return upstream, Route(upstream=name, host=spec.host, path_prefix=spec.path_prefix)
+    route = Route(
+        upstream=name,
+        host=spec.host,
+        path_prefix=spec.path_prefix,
+        https_redirect=spec.https_redirect,
+        hsts_max_age_seconds=spec.hsts_max_age_seconds,
+    )
+    return upstream, route
 
 
 def endpoints_of(

@@ -35,7 +35,7 @@ from controller.collector import collector_paused
 from controller.objects import mapping
 from controller.watch_stream import Gone, StreamReader, WatchError, raise_for_status
 
-__all__ = ["Backoff", "WatchMetrics", "WatchScope", "WatchTiming", "run_watches"]
+__all__ = ["Backoff", "WatchMetrics", "WatchScope", "WatchTiming", "run_watches", "stream_forever"]
 
 log = logging.getLogger("kubeferry.controller.watch")
 
@@ -103,6 +103,34 @@ async def run_watches(
                     sleep=sleep,
                 )
                 group.create_task(stream.run_forever(), name=f"watch {kind} {scope}")
+
+
+async def stream_forever(
+    api: client.ApiClient,
+    cache: Cache,
+    *,
+    kind: Kind,
+    scope: WatchScope,
+    metrics: WatchMetrics,
+    timing: WatchTiming,
+    rng: random.Random,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Sleep = asyncio.sleep,
+) -> None:
+    """One stream (a kind in a scope) kept in step forever, as `run_watches` runs each of
+    its own; controller.secret_watch runs one per referenced Secret."""
+    stream = _Stream(
+        api,
+        cache,
+        kind=kind,
+        scope=scope,
+        metrics=metrics,
+        timing=timing,
+        rng=rng,
+        clock=clock,
+        sleep=sleep,
+    )
+    await stream.run_forever()
 
 
 class _Stream:

@@ -21,7 +21,7 @@ import aiohttp
 from kubernetes_asyncio import client
 
 from controller.cache import Cache, Kind, Object, WatchScope
-from controller.objects import SERVICE_NAME_LABEL, ServiceInfo, SliceInfo, mapping
+from controller.objects import SERVICE_NAME_LABEL, SecretInfo, ServiceInfo, SliceInfo, mapping
 
 if TYPE_CHECKING:  # controller.watch imports this module
     from controller.watch import WatchTiming
@@ -75,9 +75,7 @@ class StreamReader:
         self._rng = rng
         self._clock = clock
         self._list_call, self._selectors = _endpoint(api, kind, scope)
-        self.convert: Callable[[Mapping[str, Any]], Object] = (
-            ServiceInfo.from_api if kind == "Service" else SliceInfo.from_api
-        )
+        self.convert: Callable[[Mapping[str, Any]], Object] = _CONVERT[kind]
         self.resource_version: str | None = None
         self.streaming_since: float | None = None
 
@@ -142,12 +140,14 @@ class StreamReader:
 
     def _apply(self, line: bytes) -> None:
         """Apply one watch event to the cache (a plain def: state change, no I/O)."""
+        # A Secret's watch line carries its data: never quoted in an error (or a log).
+        shown = "(withheld: Secret data)" if self._kind == "Secret" else repr(line[:200])
         try:
             event = json.loads(line)
         except ValueError as exc:
-            raise WatchError("bad_event", f"undecodable watch line: {line[:200]!r}") from exc
+            raise WatchError("bad_event", f"undecodable watch line: {shown}") from exc
         if not isinstance(event, Mapping):
-            raise WatchError("bad_event", f"watch event is not an object: {line[:200]!r}")
+            raise WatchError("bad_event", f"watch event is not an object: {shown}")
         kind = event.get("type")
         obj = mapping(event.get("object"))
         if kind == "ERROR":
@@ -184,11 +184,27 @@ class StreamReader:
         return response
 
 
+_CONVERT: Mapping[Kind, Callable[[Mapping[str, Any]], Object]] = {
+    "Service": ServiceInfo.from_api,
+    "EndpointSlice": SliceInfo.from_api,
+    "Secret": SecretInfo.from_api,
+}
+
+
 def _endpoint(
     api: client.ApiClient, kind: Kind, scope: WatchScope
 ) -> tuple[Callable[..., Awaitable[Any]], dict[str, Any]]:
     """The generated list function for a kind in a scope, with its namespace and selectors."""
     selectors: dict[str, Any] = {}
+    if kind == "Secret":
+        # One Secret by name: a namespace-wide Secret watch would stream every Secret's data
+        # (tokens, passwords) into this process. RBAC cannot narrow list/watch by name, but
+        # the field selector narrows what the API server sends.
+        if scope.namespace is None or scope.service is None:
+            raise ValueError(f"a Secret stream names one Secret, not {scope}")
+        selectors["namespace"] = scope.namespace
+        selectors["field_selector"] = f"metadata.name={scope.service}"
+        return client.CoreV1Api(api).list_namespaced_secret, selectors
     if kind == "Service":
         core = client.CoreV1Api(api)
         if scope.service is not None:

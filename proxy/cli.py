@@ -252,7 +252,7 @@ def run_proxy(settings: Settings, *, certificates: CertificateStore | None = Non
     listeners = [Listener(settings.host, settings.port, router)]
     if certificates is not None:
         listeners.append(Listener(settings.host, settings.tls_port, router, tls=certificates))
-    reloader = _reloader(tls, certificates) if certificates is not None else None
+    reloader = certificate_reloader(tls, certificates) if certificates is not None else None
 
     async def serve() -> int:
         plane = DataPlane(settings, listeners=listeners)
@@ -268,7 +268,7 @@ def run_proxy(settings: Settings, *, certificates: CertificateStore | None = Non
     return run_event_loop(serve())
 
 
-def _reloader(tls: TlsSettings, certificates: CertificateStore) -> FileReloader | None:
+def certificate_reloader(tls: TlsSettings, certificates: CertificateStore) -> FileReloader | None:
     """Log what HTTPS serves; the reloader of the certificate files, if there are any."""
     import logging
 

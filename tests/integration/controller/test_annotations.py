@@ -13,6 +13,7 @@ from controller.app import ControllerOptions
 from tests.integration.controller.conftest import StartController
 from tests.integration.controller.support import create_service
 from tests.kube.wait import eventually
+from tests.support.ports import free_port
 
 pytestmark = [pytest.mark.kube, pytest.mark.integration]
 
@@ -29,6 +30,9 @@ INVALID = {
     "kubeferry.io/health-timeout": "-1s",
     "kubeferry.io/healthy-threshold": "0",
     "kubeferry.io/unhealthy-threshold": "1000",
+    "kubeferry.io/tls-secret": "Not_A_Secret_Name",
+    "kubeferry.io/ssl-redirect": "always",
+    "kubeferry.io/hsts": "one-year",
     "kubeferry.io/strategyy": "round-robin",
 }
 
@@ -55,7 +59,11 @@ async def test_each_invalid_annotation_gets_an_event_and_a_log_line(
         if key == "kubeferry.io/hash-on":
             annotations["kubeferry.io/strategy"] = "consistent-hash"
         await create_service(kube_api, ns, name, app=name, annotations=annotations)
-    await start_controller(ControllerOptions("ingress", namespaces=(ns,)))
+    # HTTPS on, so the TLS annotations are checked for their values.
+    await start_controller(
+        ControllerOptions("ingress", namespaces=(ns,)),
+        settings={"tls_port": free_port(), "tls": {"enabled": True}},
+    )
     core = client.CoreV1Api(kube_api)
 
     async def all_reported() -> None:

@@ -1,5 +1,6 @@
 """The controller runs with a ServiceAccount holding exactly the permissions the docs list
-(services, endpointslices: get/list/watch; events: create/patch) and nothing more."""
+(services, endpointslices, secrets: get/list/watch; events: create/patch) and nothing more,
+TLS from a Secret included."""
 
 from __future__ import annotations
 
@@ -16,9 +17,12 @@ from kubernetes_asyncio import client, config
 from controller.app import ControllerOptions
 from tests.integration.controller.conftest import StartController
 from tests.integration.controller.support import create_service, enrolled, get
+from tests.integration.controller.tls_support import handshake_serial, tls_secret
 from tests.kube.manifests import body
 from tests.kube.pods import StandInPods
 from tests.kube.wait import eventually
+from tests.support.ports import free_port
+from tests.support.tls_certs import TestCA
 
 pytestmark = [pytest.mark.kube, pytest.mark.integration]
 
@@ -45,6 +49,9 @@ def test_the_documented_permissions_are_the_minimal_ones() -> None:
         ("", "services", "get"),
         ("", "services", "list"),
         ("", "services", "watch"),
+        ("", "secrets", "get"),
+        ("", "secrets", "list"),
+        ("", "secrets", "watch"),
         ("discovery.k8s.io", "endpointslices", "get"),
         ("discovery.k8s.io", "endpointslices", "list"),
         ("discovery.k8s.io", "endpointslices", "watch"),
@@ -62,6 +69,7 @@ async def test_the_controller_works_with_only_the_documented_permissions(
     sa_kubeconfig: Callable[[str, str], Awaitable[Path]],
     http: aiohttp.ClientSession,
     caplog: pytest.LogCaptureFixture,
+    tmp_path: Path,
 ) -> None:
     caplog.set_level(logging.INFO, "kubeferry.controller")
     ns = kube_namespace
@@ -91,8 +99,19 @@ async def test_the_controller_works_with_only_the_documented_permissions(
             await client.CoreV1Api(sa_api).list_namespaced_pod(ns)
         assert denied.value.status == 403
 
+        ca = TestCA()
+        leaf = ca.issue("web.test")
+        await client.CoreV1Api(kube_api).create_namespaced_secret(
+            ns, tls_secret("web-tls", leaf.chain_pem, leaf.key_pem)
+        )
         await stand_in_pods.create(ns, "web-a", {"app": "web"})
-        await create_service(kube_api, ns, "web", app="web", annotations=enrolled("web.test"))
+        await create_service(
+            kube_api,
+            ns,
+            "web",
+            app="web",
+            annotations=enrolled("web.test", **{"kubeferry.io/tls-secret": "web-tls"}),
+        )
         await create_service(
             kube_api,
             ns,
@@ -101,12 +120,16 @@ async def test_the_controller_works_with_only_the_documented_permissions(
             annotations={**enrolled("typo.test"), "kubeferry.io/strategy": "fastest"},
         )
         controller = await start_controller(
-            ControllerOptions("ingress", namespaces=(ns,)), api=sa_api
+            ControllerOptions("ingress", namespaces=(ns,)),
+            api=sa_api,
+            settings={"tls_port": free_port(), "tls": {"enabled": True}},
         )
-        port = controller.ports[0]
+        port, tls_port = controller.ports
+        ca_file = ca.write(tmp_path)
 
         async def works() -> None:
             assert await get(http, port, host="web.test") == (200, "web-a")
+            assert await handshake_serial(tls_port, "web.test", ca_file) == leaf.serial
             events = (await client.CoreV1Api(kube_api).list_namespaced_event(ns)).items
             assert any(
                 e.involved_object.name == "typo" and e.reason == "InvalidAnnotation" for e in events

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from controller.objects import ServiceInfo, SliceInfo
+from controller.objects import SecretInfo, ServiceInfo, SliceInfo
 
 
 def service_json(
@@ -116,6 +116,12 @@ class FakeCluster:
 
     def slices_for(self, namespace: str, service: str) -> Sequence[SliceInfo]:
         return self.slices_by_service.get((namespace, service), ())
+
+    def secret(self, namespace: str, name: str) -> SecretInfo | None:
+        return None  # no Secrets here: tests/unit/controller/test_tls_secrets.py uses the Cache
+
+    def secret_listed(self, namespace: str, name: str) -> bool:
+        return False
 
 
 class RecordingEvents:

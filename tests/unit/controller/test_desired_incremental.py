@@ -155,7 +155,7 @@ def test_a_kind_without_a_mapping_rebuilds_everything() -> None:
     cache.upsert("Service", service("api", annotations={"path-prefix": "/api"}))
     cache.take_changes()
     assert state.update(Changes()).upstreams == first.upstreams
-    rebuilt = state.update(Changes(frozenset({ObjectRef("Secret", "shop", "tls")})))
+    rebuilt = state.update(Changes(frozenset({ObjectRef("HTTPRoute", "shop", "web")})))
     assert set(rebuilt.upstreams) == {"shop/web", "shop/api"}
 
 
