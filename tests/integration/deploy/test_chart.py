@@ -30,13 +30,15 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
 FULLNAME = f"{RELEASE}-kubeferry"
 
-# (apiGroup, resource, verb): exactly what the README and the rbac value promise.
-EXPECTED_GRANTS = {
+# (apiGroup, resource, verb): exactly what the README and the rbac value promise. Sidecars
+# serve no TLS, so only ingress mode reads Secrets (those that Services name in tls-secret).
+SIDECAR_GRANTS = {
     *(("", "services", verb) for verb in ("get", "list", "watch")),
     *(("discovery.k8s.io", "endpointslices", verb) for verb in ("get", "list", "watch")),
     *(("", "events", verb) for verb in ("create", "patch")),
     *(("events.k8s.io", "events", verb) for verb in ("create", "patch")),
 }
+EXPECTED_GRANTS = SIDECAR_GRANTS | {("", "secrets", verb) for verb in ("get", "list", "watch")}
 
 
 def grants(role: Manifest) -> set[tuple[str, str, str]]:
@@ -101,7 +103,11 @@ def test_deployment_runs_the_controller_with_ports_probes_and_config(render: Ren
         "--port=3000",
         "--admin-port=9000",
     ]
-    assert {p["name"]: p["containerPort"] for p in main["ports"]} == {"http": 3000, "admin": 9000}
+    assert {p["name"]: p["containerPort"] for p in main["ports"]} == {
+        "http": 3000,
+        "https": 3443,
+        "admin": 9000,
+    }
     assert main["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "admin"}
     assert main["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "admin"}
     assert {
@@ -136,7 +142,20 @@ def test_pod_is_non_root_with_a_read_only_root_filesystem(render: Render) -> Non
 def test_service_maps_port_80_to_the_http_container_port(render: Render) -> None:
     service = one(render(), "Service")
     assert service["spec"]["ports"] == [
-        {"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP", "appProtocol": "http"}
+        {
+            "name": "http",
+            "port": 80,
+            "targetPort": "http",
+            "protocol": "TCP",
+            "appProtocol": "http",
+        },
+        {
+            "name": "https",
+            "port": 443,
+            "targetPort": "https",
+            "protocol": "TCP",
+            "appProtocol": "https",
+        },
     ]
     assert service["spec"]["selector"] == {
         "app.kubernetes.io/name": "kubeferry",
@@ -161,7 +180,7 @@ def test_cluster_role_grants_exactly_the_documented_permissions(render: Render) 
 
 
 def test_readme_and_sidecar_example_document_the_same_rules(render: Render) -> None:
-    rules = one(render(), "ClusterRole")["rules"]
+    rules = one(render({"mode": "sidecar"}), "Role")["rules"]
     example = [
         doc for doc in yaml.safe_load_all((CHART / "examples" / "sidecar.yaml").read_text()) if doc
     ]
@@ -195,7 +214,7 @@ def test_sidecar_mode_renders_only_what_a_sidecar_needs(render: Render) -> None:
     assert kinds(manifests) == ["ConfigMap", "Role", "RoleBinding", "ServiceAccount"]
     role = one(manifests, "Role")
     assert role["metadata"]["namespace"] == NAMESPACE
-    assert grants(role) == EXPECTED_GRANTS
+    assert grants(role) == SIDECAR_GRANTS
 
 
 def test_sidecar_mode_with_other_namespaces(render: Render) -> None:
@@ -295,11 +314,45 @@ def test_custom_ports_reach_args_container_ports_and_service(render: Render) -> 
     )
     main = container(manifests)
     assert "--port=8080" in main["args"] and "--admin-port=9090" in main["args"]
-    assert {p["name"]: p["containerPort"] for p in main["ports"]} == {"http": 8080, "admin": 9090}
+    assert {p["name"]: p["containerPort"] for p in main["ports"]} == {
+        "http": 8080,
+        "https": 3443,
+        "admin": 9090,
+    }
     ports = {
         p["name"]: (p["port"], p["targetPort"]) for p in one(manifests, "Service")["spec"]["ports"]
     }
-    assert ports == {"http": (8000, "http"), "admin": (9000, "admin")}
+    assert ports == {"http": (8000, "http"), "https": (443, "https"), "admin": (9000, "admin")}
+
+
+def test_https_port_turns_the_https_listener_on_and_redirects_name_the_service_port(
+    render: Render, tmp_path: Path
+) -> None:
+    path = tmp_path / "config.yaml"
+
+    def settings(values: dict[str, Any]) -> Any:
+        path.write_text(one(render(values), "ConfigMap")["data"]["config.yaml"])
+        return load_settings(config_file=path)
+
+    default = settings({})
+    assert (default.tls.serving, default.tls_port, default.tls.redirect_port) == (True, 3443, 443)
+    custom = settings(
+        {"ports": {"http": 3000, "admin": 9000, "https": 8443}, "service": {"httpsPort": 8443}}
+    )
+    assert (custom.tls_port, custom.tls.redirect_port) == (8443, 8443)
+    # An explicit setting wins over what the chart derives.
+    mine = settings({"config": {"tls": {"redirect_port": 4443, "hsts_max_age_seconds": 60}}})
+    assert (mine.tls.redirect_port, mine.tls.hsts_max_age_seconds, mine.tls.serving) == (
+        4443,
+        60,
+        True,
+    )
+    # null: no HTTPS listener, port or Service port.
+    off = render({"ports": {"http": 3000, "admin": 9000, "https": None}})
+    assert "https" not in {p["name"] for p in container(off)["ports"]}
+    assert "https" not in {p["name"] for p in one(off, "Service")["spec"]["ports"]}
+    path.write_text(one(off, "ConfigMap")["data"]["config.yaml"])
+    assert not load_settings(config_file=path).tls.serving
 
 
 def test_service_monitor_scrapes_the_admin_port(render: Render) -> None:

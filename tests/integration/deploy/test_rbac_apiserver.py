@@ -9,6 +9,7 @@ ready, and record a Warning Event, with nothing more than the chart grants.
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import secrets
 import subprocess
@@ -21,10 +22,12 @@ import aiohttp
 import pytest
 import yaml
 
+from tests.integration.controller.tls_support import handshake_serial
 from tests.integration.deploy.conftest import CHART
 from tests.kube.controlplane import ControlPlane
 from tests.kube.fixtures import SaKubeconfig
 from tests.support.ports import free_port
+from tests.support.tls_certs import TestCA
 from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
@@ -33,6 +36,11 @@ ALLOWED = [
     ("get", "services"),
     ("list", "services"),
     ("watch", "services"),
+    # Ingress mode: the Secrets named in kubeferry.io/tls-secret (the controller lists and
+    # watches each by name; RBAC cannot narrow list/watch to names).
+    ("get", "secrets"),
+    ("list", "secrets"),
+    ("watch", "secrets"),
     ("get", "endpointslices.discovery.k8s.io"),
     ("list", "endpointslices.discovery.k8s.io"),
     ("watch", "endpointslices.discovery.k8s.io"),
@@ -47,7 +55,9 @@ DENIED = [
     ("delete", "services"),
     ("create", "endpointslices.discovery.k8s.io"),
     ("list", "pods"),
-    ("get", "secrets"),
+    ("create", "secrets"),
+    ("update", "secrets"),
+    ("delete", "secrets"),
     ("list", "configmaps"),
     ("delete", "events"),
     ("list", "endpoints"),
@@ -171,6 +181,7 @@ async def test_real_controller_runs_on_the_charts_rbac_alone(
     kube_namespace: str,
     sa_kubeconfig: SaKubeconfig,
     controller_process: Callable[..., Any],
+    tmp_path: Path,
 ) -> None:
     docs = rendered(helm, release, kube_namespace, "--set", f"watchNamespaces={{{kube_namespace}}}")
     rbac = [d for d in docs if d["kind"] in ("ServiceAccount", "Role", "RoleBinding")]
@@ -183,7 +194,10 @@ async def test_real_controller_runs_on_the_charts_rbac_alone(
     assert args[0] == "controller" and f"--namespace={kube_namespace}" in args
     config = tmp_config = kubeconfig.parent / "config.yaml"
     (configmap,) = [d for d in docs if d["kind"] == "ConfigMap"]
-    tmp_config.write_text(configmap["data"]["config.yaml"])
+    settings = yaml.safe_load(configmap["data"]["config.yaml"])
+    assert settings["tls"]["enabled"] is True  # the chart's HTTPS listener, on a free port here
+    settings["tls_port"] = tls_port = free_port()
+    tmp_config.write_text(yaml.safe_dump(settings))
     port, admin_port = free_port(), free_port()
     log = await controller_process(
         "--kubeconfig", str(kubeconfig), f"--config={config}",
@@ -206,18 +220,45 @@ async def test_real_controller_runs_on_the_charts_rbac_alone(
             raise AssertionError(f"not ready; log:\n{log.read_text()[-4000:]}") from None
 
     # An enrolled Service with an invalid annotation: the controller records a Warning Event
-    # on it, which needs the events permission and nothing else.
+    # on it, which needs the events permission and nothing else. Its tls-secret is served by
+    # SNI, which needs the secrets permission.
+    ca = TestCA()
+    leaf = ca.issue("orders.test")
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "orders-tls", "namespace": kube_namespace},
+        "type": "kubernetes.io/tls",
+        "data": {
+            "tls.crt": base64.b64encode(leaf.chain_pem).decode(),
+            "tls.key": base64.b64encode(leaf.key_pem).decode(),
+        },
+    }
     service = {
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": {
             "name": "orders",
             "namespace": kube_namespace,
-            "annotations": {"kubeferry.io/enabled": "true", "kubeferry.io/strategy": "nope"},
+            "annotations": {
+                "kubeferry.io/enabled": "true",
+                "kubeferry.io/strategy": "nope",
+                "kubeferry.io/host": "orders.test",
+                "kubeferry.io/tls-secret": "orders-tls",
+            },
         },
         "spec": {"ports": [{"name": "http", "port": 80}]},
     }
-    await asyncio.to_thread(apply, kubectl, [service])
+    await asyncio.to_thread(apply, kubectl, [secret, service])
+    ca_file = ca.write(tmp_path)
+
+    async def serves_the_secret() -> bool:
+        return await handshake_serial(tls_port, "orders.test", ca_file) == leaf.serial
+
+    try:
+        await eventually(serves_the_secret, timeout=30, interval=0.2, message="orders.test TLS")
+    except AssertionError:
+        raise AssertionError(f"not served; log:\n{log.read_text()[-4000:]}") from None
 
     async def warned() -> bool:
         done = await asyncio.to_thread(

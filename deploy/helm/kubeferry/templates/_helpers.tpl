@@ -58,12 +58,20 @@ only their own namespace unless told otherwise.
 {{/*
 The one list of permissions, shared by the ClusterRole and the Roles. The controller reads
 Services and their EndpointSlices, and reports problems as Events on the Services (core/v1
-Events; events.k8s.io is the same object under its newer API group).
+Events; events.k8s.io is the same object under its newer API group). In ingress mode it also
+reads the Secrets that Services name in kubeferry.io/tls-secret: get/list/watch, which RBAC
+cannot narrow by name; the controller lists and watches each of those Secrets alone (a field
+selector on its name), never every Secret of a namespace. Sidecars serve no TLS: no Secrets.
 */}}
 {{- define "kubeferry.rbacRules" -}}
 - apiGroups: [""]
   resources: ["services"]
   verbs: ["get", "list", "watch"]
+{{- if eq .Values.mode "ingress" }}
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["get", "list", "watch"]
+{{- end }}
 - apiGroups: ["discovery.k8s.io"]
   resources: ["endpointslices"]
   verbs: ["get", "list", "watch"]
