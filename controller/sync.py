@@ -42,6 +42,9 @@ from proxy.tls.store import CertificateSet
 logger = logging.getLogger("kubeferry.controller")
 
 READY_CONDITION = "controller_synced"
+# With HTTPS: ready only once every Secret the first sync's Services name has been listed, so
+# a new replica does not answer HTTPS clients with the default certificate during a rollout.
+SECRETS_CONDITION = "tls_secrets_listed"
 
 
 # -- what the sync talks to -----------------------------------------------------------------
@@ -150,6 +153,7 @@ class Sync:
       _missing    sidecar upstreams last logged as not found
       _state      the desired state and its indexes, kept up to date between syncs
       _certs      the certificates by host last handed to the certificate store
+      _secrets_listed  whether the Secrets named at startup have all been listed once
       first_synced  set by the first sync (of a fully listed cache); awaited by startup and tests
     """
 
@@ -192,8 +196,11 @@ class Sync:
         self._missing: tuple[tuple[str, str], ...] = ()
         self._state = DesiredState(view, selection, defaults)
         self.first_synced = asyncio.Event()
+        self._secrets_listed = certificates is None
         if readiness is not None:
             readiness.set(READY_CONDITION, False)
+            if not self._secrets_listed:
+                readiness.set(SECRETS_CONDITION, False)
 
     def __repr__(self) -> str:
         pushed = "nothing pushed" if self._pushed is None else f"{len(self._pushed)} upstreams"
@@ -279,6 +286,10 @@ class Sync:
         self._missing = desired.missing
         first = not self.first_synced.is_set()
         self.first_synced.set()
+        secrets_listed_now = not self._secrets_listed and all(
+            self._view.secret_listed(*secret) for secret in desired.secrets
+        )
+        self._secrets_listed = self._secrets_listed or secrets_listed_now
 
         # Reporting, watch interest and readiness after the state change.
         if self._secret_interest is not None:
@@ -292,6 +303,8 @@ class Sync:
                 "upstream Service not found; its port answers 503 until it exists",
                 extra={"event": "service_missing", "namespace": namespace, "service": name},
             )
+        if secrets_listed_now and self._readiness is not None:
+            self._readiness.set(SECRETS_CONDITION, True)
         if first:
             # The first full cache (thousands of objects in a big cluster) lives until the next
             # relist: moved out of the collector's generations it is not traversed again, which

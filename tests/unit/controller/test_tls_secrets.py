@@ -15,7 +15,8 @@ from controller.cache import Cache, ObjectRef
 from controller.certificates import SecretCertificates, covers
 from controller.desired import DesiredState, Selection
 from controller.objects import SecretInfo
-from controller.sync import Sync
+from controller.sync import SECRETS_CONDITION, Sync
+from proxy.readiness import Readiness
 from proxy.routing import Router
 from proxy.tls.certificate import load_certificate, self_signed
 from proxy.tls.store import CertificateSet, CertificateStore
@@ -335,3 +336,31 @@ def test_the_sync_pushes_a_whole_certificate_set_once_and_keeps_the_default() ->
     assert store.current.select("other.test") is default
     cache.upsert("EndpointSlice", slice_(endpoints=[endpoint_json("10.0.0.9")]))
     assert not sync.sync(changes=cache.take_changes()).pushed_certificates
+
+
+def test_readiness_waits_for_the_first_list_of_the_named_secrets() -> None:
+    cache, scope = tls_cluster()
+    chain, key = self_signed(now=NOW)
+    store = CertificateStore(
+        CertificateSet.build(load_certificate(chain, key, source="self-signed", now=NOW))
+    )
+    readiness = Readiness()
+    sync = Sync(
+        cache,
+        selection=Selection(),
+        defaults=HTTPS,
+        dataplane=Plane(),
+        router=Router(),
+        certificates=store,
+        readiness=readiness,
+    )
+    sync.sync()
+    assert sync.first_synced.is_set() and not readiness.ready  # the Secret is not listed yet
+    cache.replace_all("Secret", [], scope=scope)  # listed: it does not exist, still ready
+    sync.sync(changes=cache.take_changes())
+    assert readiness.ready
+    # Once ready, a Secret named later does not take readiness back.
+    cache.upsert("Service", service("new", annotations={"host": "n.test", "tls-secret": "other"}))
+    sync.sync(changes=cache.take_changes())
+    assert readiness.ready
+    assert repr(readiness).endswith(f"'{SECRETS_CONDITION}': True}}>")
