@@ -98,3 +98,13 @@ def test_invalid_usage_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
 def test_invalid_setting_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--port", "0"]) == EXIT_USAGE
     assert "port" in capsys.readouterr().err
+
+
+def test_a_bad_default_certificate_exits_2_before_anything_starts(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    config = tmp_path / "config.yaml"
+    missing = tmp_path / "missing.crt"
+    config.write_text(f"tls:\n  cert_file: {missing}\n  key_file: {tmp_path / 'missing.key'}\n")
+    assert main(["--config", str(config)]) == EXIT_USAGE
+    assert f"tls.cert_file {missing}: No such file or directory" in capsys.readouterr().err
