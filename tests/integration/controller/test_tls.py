@@ -208,6 +208,21 @@ async def test_ssl_redirect_hsts_wildcards_and_secrets_that_never_worked(
     assert controller.certificates is not None
     assert set(controller.certificates.current.by_name) == {"*.apps.test"}
 
+    # The good Secret deleted: a Warning, HTTP only, no more redirect.
+    await core.delete_namespaced_secret("apps-tls", ns)
+
+    async def plain_again() -> None:
+        async with http.get(
+            f"http://127.0.0.1:{port}/", headers={"Host": "a.apps.test"}, allow_redirects=False
+        ) as response:
+            assert (response.status, await response.text()) == (200, "web-a")
+        messages = await warnings(kube_api, ns, "apps", "InvalidTLSSecret")
+        assert any("not found; HTTP only" in m for m in messages), messages
+
+    await eventually(plain_again)
+    assert await handshake_serial(tls_port, "a.apps.test", ca_file) is None
+    assert set(controller.certificates.current.by_name) == set()
+
 
 @pytest.mark.timeout(120)
 async def test_tls_secret_without_host_is_a_warning(
