@@ -271,10 +271,8 @@ class DesiredState:
                 f"Secret {service.namespace}/{secret_name}: the certificate's names ({names}) "
                 f"do not cover {host}; served anyway, clients will refuse it"
             )
-            problems.append(
-                Problem(ANNOTATION_PREFIX + "tls-secret", secret_name, reason, False,
-                        INVALID_TLS_SECRET)
-            )  # fmt: skip
+            annotation = ANNOTATION_PREFIX + "tls-secret"
+            problems.append(Problem(annotation, secret_name, reason, False, INVALID_TLS_SECRET))
         self._tls[service.key] = (service, host, certificate)
         return True
 
