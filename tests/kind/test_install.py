@@ -42,14 +42,15 @@ def test_the_service_account_holds_exactly_the_documented_permissions(
         ).strip()
         return answer == "yes"
 
-    for resource in ("services", "endpointslices.discovery.k8s.io"):
+    # Secrets: for the certificates that Services name with kubeferry.io/tls-secret.
+    for resource in ("services", "endpointslices.discovery.k8s.io", "secrets"):
         for verb in ("get", "list", "watch"):
             assert can(verb, resource), f"{verb} {resource}"
         for verb in ("create", "update", "delete"):
             assert not can(verb, resource), f"{verb} {resource}"
     assert can("create", "events") and can("patch", "events")
     for verb, resource in (
-        ("get", "secrets"),
+        ("create", "secrets"),
         ("list", "pods"),
         ("create", "pods"),
         ("get", "configmaps"),
