@@ -90,11 +90,11 @@ base="kubeferry.local/kind-node-base:$recipe"
 proxy_base="kubeferry.local/kube-proxy-base:$DEBIAN_SUITE-$recipe"
 # On any exit: the builder container, the work directory and every intermediate image go; only
 # the finished node image (tagged last) stays.
+# (set -e holds inside the trap too: every step here must be allowed to find nothing to do.)
 cleanup() {
-  [[ -n "$builder" ]] && docker rm -f "$builder" >/dev/null 2>&1
-  docker rmi "$base" "$base-rootfs" "$proxy_base" >/dev/null 2>&1
+  if [[ -n "$builder" ]]; then docker rm -f "$builder" >/dev/null 2>&1 || true; fi
+  docker rmi "$base" "$base-rootfs" "$proxy_base" >/dev/null 2>&1 || true
   rm -rf "$work"
-  return 0
 }
 trap cleanup EXIT
 trap 'printf "kind-node-image: error: unexpected failure at line %s; nothing was cached\n" "$LINENO" >&2' ERR
