@@ -91,7 +91,7 @@ async def run_watches(
     async with asyncio.TaskGroup() as group:
         for scope in cache.scopes:
             for kind in KINDS:
-                stream = _Stream(
+                stream = stream_forever(
                     api,
                     cache,
                     kind=kind,
@@ -102,7 +102,7 @@ async def run_watches(
                     clock=clock,
                     sleep=sleep,
                 )
-                group.create_task(stream.run_forever(), name=f"watch {kind} {scope}")
+                group.create_task(stream, name=f"watch {kind} {scope}")
 
 
 async def stream_forever(
