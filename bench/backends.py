@@ -25,10 +25,10 @@ events {{ worker_connections 4096; }}
 """
 
 
-def nginx_http_preamble(workdir: Path) -> str:
+def nginx_http_preamble(workdir: Path, *, access_log: str = "off") -> str:
     # Without these nginx creates its temp directories under /var/lib/nginx.
     return f"""
-  access_log off;
+  access_log {access_log};
   client_body_temp_path {workdir}/client_body;
   proxy_temp_path {workdir}/proxy_temp;
   fastcgi_temp_path {workdir}/fastcgi_temp;

@@ -16,11 +16,15 @@ import signal
 import time
 from pathlib import Path
 
+from bench.backends import nginx_http_preamble
+
 START_LIMIT_SECONDS = 10.0
 STOP_LIMIT_SECONDS = 10.0
 
 
 def _config(workdir: Path, name: str, port: int) -> str:
+    # Every request read, as (method, X-Test-Id, status): how a test sees double execution.
+    http_preamble = nginx_http_preamble(workdir, access_log=f"{workdir}/access.log ids")
     return f"""
 daemon off;
 master_process off;
@@ -29,15 +33,7 @@ pid {workdir}/nginx.pid;
 error_log {workdir}/error.log warn;
 events {{ worker_connections 1024; }}
 http {{
-  log_format ids '$request_method $http_x_test_id $status';
-  access_log {workdir}/access.log ids;
-  client_body_temp_path {workdir}/client_body;
-  proxy_temp_path {workdir}/proxy_temp;
-  fastcgi_temp_path {workdir}/fastcgi_temp;
-  uwsgi_temp_path {workdir}/uwsgi_temp;
-  scgi_temp_path {workdir}/scgi_temp;
-  keepalive_requests 1000000;
-  default_type text/plain;
+  log_format ids '$request_method $http_x_test_id $status';{http_preamble}  default_type text/plain;
   server {{
     listen 127.0.0.1:{port};
     location / {{ return 200 "{name}\\n"; }}
