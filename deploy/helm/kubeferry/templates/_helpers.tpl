@@ -102,3 +102,16 @@ selector on its name), never every Secret of a namespace. Sidecars serve no TLS:
 {{- .Values.terminationGracePeriodSeconds | int }}
 {{- end }}
 {{- end }}
+
+{{/*
+The pods' selector labels as key=value,... for --gateway-service-selector: the controller gives
+each Gateway's Service this selector, so a Gateway's address reaches these very pods.
+*/}}
+{{- define "kubeferry.selectorString" -}}
+{{- $labels := include "kubeferry.selectorLabels" . | fromYaml }}
+{{- $pairs := list }}
+{{- range $key := keys $labels | sortAlpha }}
+{{- $pairs = append $pairs (printf "%s=%s" $key (get $labels $key)) }}
+{{- end }}
+{{- join "," $pairs }}
+{{- end }}
