@@ -28,7 +28,7 @@ from types import TracebackType
 from typing import Any
 
 from controller.annotations import Defaults, Mode
-from controller.cache import Cache, WatchScope
+from controller.cache import Cache, GatewayStreams, WatchScope
 from controller.desired import Selection
 from controller.events import EventRecorder, KubeEventRecorder
 from controller.metrics import ControllerMetrics
@@ -60,6 +60,26 @@ class SidecarUpstream:
         return f"{self.namespace}/{self.name}"
 
 
+DEFAULT_GATEWAY_CONTROLLER = "kubeferry.io/gateway-controller"
+# Every Service the controller owns for a Gateway carries this label (the Gateway's namespace).
+GATEWAY_NAMESPACE_LABEL = "gateway.kubeferry.io/namespace"
+GATEWAY_SERVICE_SELECTOR = GATEWAY_NAMESPACE_LABEL  # "has the label"
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayOptions:
+    """`--gateway-api`: serve the Gateways of GatewayClasses naming `controller_name`.
+
+    Each Gateway gets its own Service in `service_namespace` (the controller's own), selecting
+    the kubeferry pods by `service_selector`, whose ports lead to internal listening ports
+    taken from `port_range` (inclusive)."""
+
+    controller_name: str = DEFAULT_GATEWAY_CONTROLLER
+    service_namespace: str = "default"
+    service_selector: tuple[tuple[str, str], ...] = ()
+    port_range: tuple[int, int] = (20000, 29999)
+
+
 @dataclass(frozen=True, slots=True)
 class ControllerOptions:
     """What the controller does, beyond the proxy settings. Validated by `controller.cli`."""
@@ -72,6 +92,8 @@ class ControllerOptions:
     sidecar_host: str = "127.0.0.1"
     # Ingress mode: overrides `settings.port`; 0 binds an ephemeral port (tests).
     listen_port: int | None = None
+    # Ingress mode: Gateway API on (None: off).
+    gateway: GatewayOptions | None = None
 
     def scopes(self) -> tuple[WatchScope, ...]:
         if self.mode == "sidecar":
@@ -126,7 +148,12 @@ class Controller:
                 listeners.append(Listener(settings.host, settings.tls_port, self.router, store))
         self.plane = DataPlane(settings, listeners=listeners)
         self.metrics = ControllerMetrics(self.plane.metrics.registry)
-        self.cache = Cache(options.scopes())
+        gateway_streams = None
+        if options.gateway is not None:
+            gateway_streams = GatewayStreams(
+                options.gateway.service_namespace, GATEWAY_SERVICE_SELECTOR
+            )
+        self.cache = Cache(options.scopes(), gateway=gateway_streams)
         self.secrets: SecretWatches | None = None
         if options.mode == "ingress":
             self.secrets = SecretWatches(

@@ -20,6 +20,14 @@ as the references come and go (`open_secret`, `close_secret`; controller.secret_
 streams are not part of `synced`, and a Secret's (re)list notes only that Secret, not
 "everything": a Secret change redoes the Services that name it.
 
+Gateway API (`GatewayStreams`, with `--gateway-api`): GatewayClasses, Gateways, HTTPRoutes,
+ReferenceGrants, Namespaces (for allowedRoutes selectors) and the Services the controller owns
+for its Gateways are kept as `RawObject`s, the API's JSON (less managedFields), because their
+parsing belongs to the pure model (controller.gateway). Their streams are not part of `synced`
+(the CRDs may be missing: annotated mode must not wait for them) and they note no `Changes`
+(the annotated state never reads them): a change sets the gateway flag
+(`take_gateway_changed`) and wakes the sync, which rebuilds the whole Gateway state.
+
 Mutable state, touched only from the event loop and never across an `await`:
   _stores[(kind, scope)]  key -> object, what each stream last reported
   _services               (ns, name) -> ServiceInfo; replaced by a new dict on every change
@@ -29,6 +37,8 @@ Mutable state, touched only from the event loop and never across an `await`:
   _listed                 streams that completed their first list
   _static                 the Service and EndpointSlice streams, which `synced` waits for
   _touched, _everything   what changed since the last `take_changes()`
+  _gateway[kind]          Gateway API objects merged over scopes; dicts replaced on change
+  _gateway_streams        the Gateway API streams; `_gateway_changed` since the last take
 """
 
 from __future__ import annotations
@@ -36,17 +46,81 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Literal, TypeAlias
+from typing import Any, Literal, TypeAlias
 
-from controller.objects import SecretInfo, ServiceInfo, SliceInfo
+from controller.objects import SecretInfo, ServiceInfo, SliceInfo, mapping
 
-Kind: TypeAlias = Literal["Service", "EndpointSlice", "Secret"]
+GatewayKind: TypeAlias = Literal[
+    "GatewayClass", "Gateway", "HTTPRoute", "ReferenceGrant", "Namespace", "GatewayService"
+]
+Kind: TypeAlias = Literal["Service", "EndpointSlice", "Secret"] | GatewayKind
 # The kinds watched in every scope from the start; Secrets get a stream each, on demand.
 KINDS: tuple[Kind, ...] = ("Service", "EndpointSlice")
+# With Gateway API on: Gateways, HTTPRoutes and ReferenceGrants in every scope, GatewayClasses
+# and Namespaces cluster-wide, the owned Services in the controller's namespace.
+GATEWAY_KINDS: tuple[GatewayKind, ...] = (
+    "GatewayClass",
+    "Gateway",
+    "HTTPRoute",
+    "ReferenceGrant",
+    "Namespace",
+    "GatewayService",
+)
+_SCOPED_GATEWAY_KINDS: tuple[GatewayKind, ...] = ("Gateway", "HTTPRoute", "ReferenceGrant")
+# The kinds that are CRDs (gateway.networking.k8s.io/v1), which may not be installed.
+GATEWAY_CRD_KINDS: frozenset[str] = frozenset({"GatewayClass", *_SCOPED_GATEWAY_KINDS})
 Key: TypeAlias = tuple[str, str]
-Object: TypeAlias = ServiceInfo | SliceInfo | SecretInfo
+
+
+@dataclass(frozen=True, slots=True)
+class RawObject:
+    """A Kubernetes object kept as the API's JSON (`body`, never mutated: the watch decodes a
+    fresh dict per event), for the Gateway API kinds whose parsing is the model's. Compared
+    by identity and resourceVersion, which the API server changes on every write, so a relist
+    of an unchanged object is no change."""
+
+    kind: str
+    namespace: str  # "" for cluster-scoped kinds
+    name: str
+    uid: str
+    resource_version: str
+    body: Mapping[str, Any] = field(compare=False, repr=False)
+
+    @classmethod
+    def from_api(cls, kind: str, obj: Mapping[str, Any]) -> RawObject:
+        meta = mapping(obj.get("metadata"))
+        # managedFields are the bulk of most objects and nothing here reads them.
+        body = {**obj, "metadata": {k: v for k, v in meta.items() if k != "managedFields"}}
+        return cls(
+            kind=kind,
+            namespace=str(meta.get("namespace") or ""),
+            name=str(meta.get("name") or ""),
+            uid=str(meta.get("uid") or ""),
+            resource_version=str(meta.get("resourceVersion") or ""),
+            body=MappingProxyType(body),
+        )
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.namespace, self.name)
+
+    @property
+    def metadata(self) -> Mapping[str, Any]:
+        return mapping(self.body.get("metadata"))
+
+
+Object: TypeAlias = ServiceInfo | SliceInfo | SecretInfo | RawObject
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayStreams:
+    """Turns on the Gateway API streams: `service_namespace` is where the controller keeps
+    the Services it owns for its Gateways (watched by `service_label`, which they carry)."""
+
+    service_namespace: str
+    service_label: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +181,18 @@ def _service_of(obj: Object) -> str:
     return obj.service if isinstance(obj, SliceInfo) else obj.name
 
 
+def _gateway_stream_list(
+    scopes: Sequence[WatchScope], gateway: GatewayStreams
+) -> list[tuple[Kind, WatchScope]]:
+    streams: list[tuple[Kind, WatchScope]] = [
+        ("GatewayClass", WatchScope()),
+        ("Namespace", WatchScope()),
+        ("GatewayService", WatchScope(gateway.service_namespace)),
+    ]
+    streams += [(kind, scope) for kind in _SCOPED_GATEWAY_KINDS for scope in scopes]
+    return streams
+
+
 class ChangeSignal:
     """A one-slot "something changed" flag: any number of `notify()` calls before the consumer
     wakes collapse into one wake-up. Never a queue; the consumer rereads the whole state."""
@@ -149,6 +235,7 @@ class Cache:
         self,
         scopes: Sequence[WatchScope] = (WatchScope(),),
         *,
+        gateway: GatewayStreams | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not scopes:
@@ -172,6 +259,15 @@ class Cache:
         self._synced_event = asyncio.Event()
         self._touched: set[ObjectRef] = set()
         self._everything = True
+        self.gateway = gateway
+        self._gateway_streams: frozenset[tuple[Kind, WatchScope]] = frozenset()
+        self._gateway: dict[str, Mapping[Key, RawObject]] = {}
+        self._gateway_changed = False
+        if gateway is not None:
+            self._gateway_streams = frozenset(_gateway_stream_list(self.scopes, gateway))
+            for stream in self._gateway_streams:
+                self._stores[stream] = {}
+            self._gateway = {kind: MappingProxyType({}) for kind in GATEWAY_KINDS}
 
     def __repr__(self) -> str:
         slices = sum(len(s) for s in self._slices.values())
@@ -199,6 +295,35 @@ class Cache:
             for kind, scope in self._stores
             if kind == "Secret"
         )
+
+    def watched(self) -> list[tuple[Kind, WatchScope]]:
+        """The streams the watch runs from the start (Secrets come and go on demand)."""
+        return sorted(
+            (stream for stream in self._stores if stream[0] != "Secret"),
+            key=lambda s: (s[0], str(s[1])),
+        )
+
+    # -- Gateway API view ------------------------------------------------------------------------
+
+    def gateway_objects(self, kind: GatewayKind) -> Mapping[Key, RawObject]:
+        """Every cached object of a Gateway API kind (or Namespace, or owned Service) by
+        (namespace, name); a Mapping that never changes under the caller."""
+        return self._gateway.get(kind) or MappingProxyType({})
+
+    @property
+    def gateway_listed(self) -> bool:
+        """True once every Gateway API stream has listed once (False without them): before
+        that, an absent object may only be unlisted, so nothing may be deleted for it."""
+        return bool(self._gateway_streams) and self._listed >= self._gateway_streams
+
+    def gateway_missing(self) -> list[str]:
+        """The Gateway API streams not listed yet, as "Kind scope" (for logs)."""
+        return sorted(f"{k} {s}" for k, s in self._gateway_streams - self._listed)
+
+    def take_gateway_changed(self) -> bool:
+        """Whether a Gateway API object changed since the last call, then forget it."""
+        changed, self._gateway_changed = self._gateway_changed, False
+        return changed
 
     @property
     def synced(self) -> bool:
@@ -239,6 +364,13 @@ class Cache:
                 self._touch_secret(stream[1])
                 self._notify()
             return changed
+        if stream in self._gateway_streams:
+            if changed:
+                self._merge_gateway(kind)
+            if changed or first:
+                self._gateway_changed = True
+                self._notify()
+            return changed
         if changed:
             if kind == "Service":
                 self._services = self._merge_services()
@@ -261,6 +393,11 @@ class Cache:
         if old == obj:
             return False
         store[obj.key] = obj
+        if isinstance(obj, RawObject):
+            self._gateway_changed = True
+            self._merge_gateway(kind)
+            self._notify()
+            return True
         if isinstance(obj, SecretInfo):
             self._secrets[obj.key] = obj
         elif isinstance(obj, ServiceInfo):
@@ -280,6 +417,11 @@ class Cache:
         old = self._stores[stream].pop(obj.key, None)
         if old is None:
             return False
+        if isinstance(old, RawObject):
+            self._gateway_changed = True
+            self._merge_gateway(kind)
+            self._notify()
+            return True
         if isinstance(old, SecretInfo):
             self._secrets.pop(old.key, None)
         elif isinstance(old, ServiceInfo):
@@ -335,6 +477,16 @@ class Cache:
         if stream not in self._stores:
             raise KeyError(f"no stream for {kind} in scope {scope}")
         return stream
+
+    def _merge_gateway(self, kind: Kind) -> None:
+        # Copy-on-write, as for Services: a Mapping the sync holds never changes under it.
+        merged: dict[Key, RawObject] = {}
+        for (stream_kind, _), store in self._stores.items():
+            if stream_kind == kind:
+                for key, obj in store.items():
+                    assert isinstance(obj, RawObject)
+                    merged[key] = obj
+        self._gateway[kind] = MappingProxyType(merged)
 
     def _merge_services(self) -> dict[Key, ServiceInfo]:
         merged: dict[Key, ServiceInfo] = {}

@@ -19,7 +19,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from controller.app import ControllerOptions, SidecarUpstream
+from controller.app import (
+    DEFAULT_GATEWAY_CONTROLLER,
+    ControllerOptions,
+    GatewayOptions,
+    SidecarUpstream,
+)
 from proxy.cli import Command, run_event_loop, standalone_certificates
 from proxy.settings import Settings, SettingsError, load_settings
 from proxy.tls.store import CertificateStore
@@ -28,6 +33,12 @@ EXIT_USAGE = 2
 SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 _NAMESPACE_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")  # RFC 1123 label
 _SERVICE_RE = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")  # RFC 1035 label
+_SUBDOMAIN_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_LABEL_NAME_RE = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+# GatewayClass spec.controllerName, as the CRD validates it: a domain, a slash, a path.
+_CONTROLLER_NAME_RE = re.compile(
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/[A-Za-z0-9/\-._~%!$&'()*+,;=:]+$"
+)
 
 _EPILOG = """\
 ingress mode (default): listens on --port (3000) on all addresses and balances every Service
@@ -40,6 +51,13 @@ watches only those Services; names without a namespace are in the pod's own name
 
 HTTPS (ingress mode): with tls.enabled (or tls.cert_file) a second listener on tls_port
 (3443) serves the same routes; Services pick their certificate with kubeferry.io/tls-secret.
+
+Gateway API (ingress mode, --gateway-api): also serves every Gateway whose GatewayClass names
+--gateway-controller-name, with its HTTPRoutes (the Gateway API v1.6 CRDs must be installed;
+until they are, this waits and retries). Each Gateway gets a ClusterIP Service of its own,
+kf-gw-<hash>, in the controller's namespace (POD_NAMESPACE, else the service account's, else
+the one --namespace, else "default"), selecting the kubeferry pods by
+--gateway-service-selector; its ports lead to internal ports from --gateway-port-range.
 
 Credentials: in-cluster when running in a pod, else --kubeconfig, KUBECONFIG or
 ~/.kube/config. Annotations: docs/annotations.md. Proxy settings (health checks, timeouts,
@@ -83,12 +101,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--log-level", choices=("debug", "info", "warning", "error"), help="default info"
     )
+    parser.add_argument(
+        "--gateway-api",
+        action="store_true",
+        help="ingress mode: also serve Gateway API Gateways and HTTPRoutes",
+    )
+    parser.add_argument(
+        "--gateway-controller-name",
+        metavar="NAME",
+        help=f"the GatewayClass controllerName to serve (default {DEFAULT_GATEWAY_CONTROLLER})",
+    )
+    parser.add_argument(
+        "--gateway-service-selector",
+        metavar="KEY=VALUE,...",
+        help="labels of the kubeferry pods, the selector of each Gateway's Service "
+        "(required with --gateway-api)",
+    )
+    parser.add_argument(
+        "--gateway-port-range",
+        metavar="FIRST-LAST",
+        help="internal listening ports for the Gateways' listeners (default 20000-29999)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     try:
         settings = load_settings(config_file=args.config, overrides=_overrides(args))
         options = parse_options(args, environ=os.environ)
+        _check_gateway_ports(options, settings)
         kubeconfig = _kubeconfig(args.kubeconfig)
         # HTTPS is ingress mode's: a bad tls.cert_file is reported before anything starts.
         certificates = standalone_certificates(settings.tls) if options.mode == "ingress" else None
@@ -161,7 +201,13 @@ def parse_options(
         if "all" in namespaces and len(namespaces) > 1:
             raise UsageError("--namespace all cannot be combined with named namespaces")
         watched = None if not namespaces or namespaces == ["all"] else tuple(namespaces)
-        return ControllerOptions("ingress", namespaces=watched)
+        # The Gateways' Services live in the controller's own namespace.
+        own = watched[0] if watched is not None and len(watched) == 1 else None
+        gateway = parse_gateway(args, pod_namespace(own, environ, account_dir))
+        return ControllerOptions("ingress", namespaces=watched, gateway=gateway)
+
+    if args.gateway_api or _gateway_flags(args):
+        raise UsageError("--gateway-api and its flags are for ingress mode")
 
     if not upstream_texts:
         raise UsageError("sidecar mode needs at least one --upstream NAME=PORT")
@@ -176,6 +222,89 @@ def parse_options(
     if args.admin_port is not None and args.admin_port in {u.port for u in upstreams}:
         raise UsageError(f"--admin-port {args.admin_port} is also an --upstream port")
     return ControllerOptions("sidecar", upstreams=upstreams)
+
+
+def parse_gateway(args: argparse.Namespace, service_namespace: str) -> GatewayOptions | None:
+    """The --gateway-* flags, or None without --gateway-api (then they must be absent)."""
+    if not args.gateway_api:
+        given = _gateway_flags(args)
+        if given:
+            raise UsageError(f"{given[0]} needs --gateway-api")
+        return None
+    name = args.gateway_controller_name or DEFAULT_GATEWAY_CONTROLLER
+    if len(name) > 253 or not _CONTROLLER_NAME_RE.match(name):
+        raise UsageError(
+            f"--gateway-controller-name {name!r}: expected a domain-prefixed path such as "
+            f"{DEFAULT_GATEWAY_CONTROLLER}"
+        )
+    if not args.gateway_service_selector:
+        raise UsageError(
+            "--gateway-api needs --gateway-service-selector KEY=VALUE,... (the labels of the "
+            "kubeferry pods, which each Gateway's Service selects)"
+        )
+    selector = tuple(parse_label(part) for part in _split([args.gateway_service_selector]))
+    _unique_labels([key for key, _ in selector])
+    return GatewayOptions(
+        controller_name=name,
+        service_namespace=service_namespace,
+        service_selector=selector,
+        port_range=parse_port_range(args.gateway_port_range or "20000-29999"),
+    )
+
+
+def parse_label(text: str) -> tuple[str, str]:
+    """`app.kubernetes.io/name=kubeferry`: a label key and value as the API validates them."""
+    key, sep, value = (part.strip() for part in text.partition("="))
+    where = f"--gateway-service-selector {text!r}"
+    if not sep:
+        raise UsageError(f"{where}: expected KEY=VALUE")
+    prefix, slash, name = key.rpartition("/")
+    if slash and (len(prefix) > 253 or not _SUBDOMAIN_RE.match(prefix)):
+        raise UsageError(f"{where}: the key's prefix {prefix!r} is not a DNS subdomain")
+    if not _LABEL_NAME_RE.match(name):
+        raise UsageError(f"{where}: {name!r} is not a label name (at most 63 of [-._a-zA-Z0-9])")
+    if value and not _LABEL_NAME_RE.match(value):
+        raise UsageError(f"{where}: {value!r} is not a label value (at most 63 of [-._a-zA-Z0-9])")
+    return key, value
+
+
+def parse_port_range(text: str) -> tuple[int, int]:
+    """`20000-29999`: the first and last port, inclusive."""
+    first, sep, last = (part.strip() for part in text.partition("-"))
+    where = f"--gateway-port-range {text!r}"
+    if not sep or not first.isdigit() or not last.isdigit():
+        raise UsageError(f"{where}: expected FIRST-LAST, such as 20000-29999")
+    low, high = int(first), int(last)
+    if not 1 <= low <= high <= 65535:
+        raise UsageError(f"{where}: ports must be 1-65535, the first not above the last")
+    return low, high
+
+
+def _check_gateway_ports(options: ControllerOptions, settings: Settings) -> None:
+    # A Gateway listener given a port the controller already listens on could never bind.
+    if options.gateway is None:
+        return
+    low, high = options.gateway.port_range
+    taken = {"port": settings.port, "admin_port": settings.admin_port}
+    if settings.tls.serving:
+        taken["tls_port"] = settings.tls_port
+    for name, port in taken.items():
+        if low <= port <= high:
+            raise UsageError(f"--gateway-port-range {low}-{high} contains {name} {port}")
+
+
+def _gateway_flags(args: argparse.Namespace) -> list[str]:
+    flags = {
+        "--gateway-controller-name": args.gateway_controller_name,
+        "--gateway-service-selector": args.gateway_service_selector,
+        "--gateway-port-range": args.gateway_port_range,
+    }
+    return [flag for flag, value in flags.items() if value is not None]
+
+
+def _unique_labels(keys: Sequence[str]) -> None:
+    if len(set(keys)) != len(keys):
+        raise UsageError("--gateway-service-selector: a label key is given twice")
 
 
 def parse_upstream(text: str, own_namespace: str) -> SidecarUpstream:

@@ -13,6 +13,11 @@
 Each (kind, scope) pair is one stream with its own task. The cache is never cleared on a
 failure: the proxy serves (and health-checks) the last known endpoints until a new list
 replaces them.
+
+The Gateway API kinds are CRDs that may not be installed: their list answers 404. That is
+said once, in one `gateway_api_missing` line for all of them (`MissingApiNotice`), and again
+only after they were found; the streams keep retrying with the usual backoff, and nothing
+else waits for them.
 """
 
 from __future__ import annotations
@@ -30,12 +35,20 @@ import aiohttp
 from kubernetes_asyncio import client
 
 from controller.backoff import Backoff
-from controller.cache import KINDS, Cache, Kind, Object, WatchScope
+from controller.cache import GATEWAY_CRD_KINDS, Cache, Kind, Object, WatchScope
 from controller.collector import collector_paused
 from controller.objects import mapping
 from controller.watch_stream import Gone, StreamReader, WatchError, raise_for_status
 
-__all__ = ["Backoff", "WatchMetrics", "WatchScope", "WatchTiming", "run_watches", "stream_forever"]
+__all__ = [
+    "Backoff",
+    "MissingApiNotice",
+    "WatchMetrics",
+    "WatchScope",
+    "WatchTiming",
+    "run_watches",
+    "stream_forever",
+]
 
 log = logging.getLogger("kubeferry.controller.watch")
 
@@ -73,6 +86,41 @@ class WatchTiming:
 Sleep = Callable[[float], Awaitable[None]]
 
 
+class MissingApiNotice:
+    """Says once that the Gateway API CRDs are missing, however many streams find out, and
+    once that they are back. Mutable state: `missing`, the kinds whose last list was a 404."""
+
+    def __init__(self) -> None:
+        self.missing: set[str] = set()
+
+    def __repr__(self) -> str:
+        return f"<MissingApiNotice missing={sorted(self.missing)}>"
+
+    def not_found(self, kind: str, error: str) -> bool:
+        """A list of `kind` answered 404; True if this was said now (else it is debug-level)."""
+        first = not self.missing
+        self.missing.add(kind)
+        if first:
+            log.warning(
+                "the Gateway API CRDs are not installed (%s: %s); Gateway API support waits "
+                "for them and retries with backoff, annotated Services are served as usual",
+                kind,
+                error,
+                extra={"event": "gateway_api_missing", "kind": kind, "error": error},
+            )
+        return first
+
+    def found(self, kind: str) -> None:
+        if kind not in self.missing:
+            return
+        self.missing.discard(kind)
+        if not self.missing:
+            log.info(
+                "the Gateway API CRDs are installed now",
+                extra={"event": "gateway_api_found", "kind": kind},
+            )
+
+
 async def run_watches(
     api: client.ApiClient,
     cache: Cache,
@@ -88,21 +136,22 @@ async def run_watches(
     and never clears the cache.
     """
     rng = rng or random.Random()
+    notice = MissingApiNotice()
     async with asyncio.TaskGroup() as group:
-        for scope in cache.scopes:
-            for kind in KINDS:
-                stream = stream_forever(
-                    api,
-                    cache,
-                    kind=kind,
-                    scope=scope,
-                    metrics=metrics,
-                    timing=timing,
-                    rng=rng,
-                    clock=clock,
-                    sleep=sleep,
-                )
-                group.create_task(stream, name=f"watch {kind} {scope}")
+        for kind, scope in cache.watched():
+            stream = stream_forever(
+                api,
+                cache,
+                kind=kind,
+                scope=scope,
+                metrics=metrics,
+                timing=timing,
+                rng=rng,
+                clock=clock,
+                sleep=sleep,
+                notice=notice,
+            )
+            group.create_task(stream, name=f"watch {kind} {scope}")
 
 
 async def stream_forever(
@@ -116,9 +165,11 @@ async def stream_forever(
     rng: random.Random,
     clock: Callable[[], float] = time.monotonic,
     sleep: Sleep = asyncio.sleep,
+    notice: MissingApiNotice | None = None,
 ) -> None:
     """One stream (a kind in a scope) kept in step forever, as `run_watches` runs each of
-    its own; controller.secret_watch runs one per referenced Secret."""
+    its own; controller.secret_watch runs one per referenced Secret. `notice` (Gateway API
+    kinds) reports a missing CRD once for all streams."""
     stream = _Stream(
         api,
         cache,
@@ -129,6 +180,7 @@ async def stream_forever(
         rng=rng,
         clock=clock,
         sleep=sleep,
+        notice=notice or MissingApiNotice(),
     )
     await stream.run_forever()
 
@@ -152,8 +204,10 @@ class _Stream:
         rng: random.Random,
         clock: Callable[[], float],
         sleep: Sleep,
+        notice: MissingApiNotice,
     ) -> None:
         self._cache = cache
+        self._notice = notice
         self._kind: Kind = kind
         self._scope = scope
         self._metrics = metrics
@@ -194,7 +248,14 @@ class _Stream:
                 delay = 0.0 if gone and not self._gone_before else self.backoff.next_delay()
                 self._gone_before = gone
                 self._metrics.watch_restart(kind=self._kind)
-                log.warning(
+                # A CRD not installed is said once for every stream, then quietly retried.
+                quiet = (
+                    self._kind in GATEWAY_CRD_KINDS
+                    and reason == "http_404"
+                    and not self._notice.not_found(self._kind, str(exc))
+                )
+                log.log(
+                    logging.DEBUG if quiet else logging.WARNING,
                     "watch of %s %s failed (%s), retrying in %.2fs: %s",
                     self._kind,
                     self._scope,
@@ -278,6 +339,7 @@ class _Stream:
             if continue_token is None:
                 break
         changed = self._cache.replace_all(self._kind, objects, scope=self._scope)
+        self._notice.found(self._kind)
         self._reader.resource_version = resource_version
         self._metrics.relist(kind=self._kind)
         log.info(

@@ -11,6 +11,7 @@ controller.objects, never the generated client models.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import random
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 from kubernetes_asyncio import client
 
-from controller.cache import Cache, Kind, Object, WatchScope
+from controller.cache import Cache, Kind, Object, RawObject, WatchScope
 from controller.objects import SERVICE_NAME_LABEL, SecretInfo, ServiceInfo, SliceInfo, mapping
 
 if TYPE_CHECKING:  # controller.watch imports this module
@@ -74,7 +75,7 @@ class StreamReader:
         self._timing = timing
         self._rng = rng
         self._clock = clock
-        self._list_call, self._selectors = _endpoint(api, kind, scope)
+        self._list_call, self._selectors = _endpoint(api, kind, scope, cache)
         self.convert: Callable[[Mapping[str, Any]], Object] = _CONVERT[kind]
         self.resource_version: str | None = None
         self.streaming_since: float | None = None
@@ -188,14 +189,45 @@ _CONVERT: Mapping[Kind, Callable[[Mapping[str, Any]], Object]] = {
     "Service": ServiceInfo.from_api,
     "EndpointSlice": SliceInfo.from_api,
     "Secret": SecretInfo.from_api,
+    **{
+        kind: functools.partial(RawObject.from_api, kind)
+        for kind in ("GatewayClass", "Gateway", "HTTPRoute", "ReferenceGrant", "Namespace")
+    },
+    "GatewayService": functools.partial(RawObject.from_api, "Service"),
+}
+
+GATEWAY_GROUP = "gateway.networking.k8s.io"
+# Every kind is served as v1 by Gateway API v1.6 (ReferenceGrant since v1.5; v1beta1 stays).
+GATEWAY_VERSION = "v1"
+GATEWAY_PLURALS: Mapping[str, str] = {
+    "GatewayClass": "gatewayclasses",
+    "Gateway": "gateways",
+    "HTTPRoute": "httproutes",
+    "ReferenceGrant": "referencegrants",
 }
 
 
 def _endpoint(
-    api: client.ApiClient, kind: Kind, scope: WatchScope
+    api: client.ApiClient, kind: Kind, scope: WatchScope, cache: Cache
 ) -> tuple[Callable[..., Awaitable[Any]], dict[str, Any]]:
     """The generated list function for a kind in a scope, with its namespace and selectors."""
     selectors: dict[str, Any] = {}
+    plural = GATEWAY_PLURALS.get(kind)
+    if plural is not None:
+        custom = client.CustomObjectsApi(api)
+        selectors.update(group=GATEWAY_GROUP, version=GATEWAY_VERSION, plural=plural)
+        if scope.namespace is None:  # every namespace (or cluster-scoped GatewayClasses)
+            return custom.list_cluster_custom_object, selectors
+        selectors["namespace"] = scope.namespace
+        return custom.list_namespaced_custom_object, selectors
+    if kind == "Namespace":
+        return client.CoreV1Api(api).list_namespace, selectors
+    if kind == "GatewayService":
+        if cache.gateway is None or scope.namespace is None:
+            raise ValueError("owned Gateway Services need the cache's GatewayStreams")
+        selectors["namespace"] = scope.namespace
+        selectors["label_selector"] = cache.gateway.service_label
+        return client.CoreV1Api(api).list_namespaced_service, selectors
     if kind == "Secret":
         # One Secret by name: a namespace-wide Secret watch would stream every Secret's data
         # (tokens, passwords) into this process. RBAC cannot narrow list/watch by name, but
