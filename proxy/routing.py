@@ -1,45 +1,247 @@
-"""Routes: which upstream serves a request, by host and path prefix.
+"""Routes: which upstream serves a request, by host, path, method, headers and query.
 
-A RouteTable is a frozen snapshot, built whole and swapped by reference in a `Router`.
-Host-specific routes win over host-less ones, exact hosts over wildcards, then the longest
-path prefix.
+A `RouteTable` is a frozen snapshot, built whole and swapped by reference in a `Router`. The
+annotated-Service mode and the Gateway API (HTTPRoute rules, one `Route` per rule match) both
+describe their routes with `Route`; the value types a route is made of live in
+proxy.filters and are re-exported here, so callers import everything from proxy.routing.
+
+Route fields (all but `upstream` optional; `Route(upstream, host, path_prefix,
+https_redirect=..., hsts_max_age_seconds=...)` is the annotated mode's route):
+  host         exact (`shop.example.com`), wildcard (`*.example.com`: one or more labels
+               before the suffix, never the suffix itself) or None for any host
+  path_kind    "prefix" (on segment boundaries: `/api` matches `/api`, `/api/x`, not `/apix`;
+               a prefix ending in "/" needs that "/" in the path), "exact", or "regex" (the
+               whole path must match, Python `re` syntax)
+  path_prefix  the path value, whatever `path_kind` says (the name is the annotated mode's)
+  method       None for any, else the request method exactly (upper case)
+  headers      HeaderMatch(name, value, kind="exact"|"regex"), all must match; names are
+               case-insensitive, the first field of a name is the one compared
+  query        QueryMatch(name, value, kind), all must match; names are case-sensitive, the
+               first parameter of a name is the one compared (values percent-decoded)
+  upstream / backends
+               one upstream name, or weighted backends (proxy.filters.WeightedBackend)
+  filters      proxy.filters: RequestHeaderModifier, ResponseHeaderModifier,
+               RequestRedirect, URLRewrite
+  order        the controller's tie-break key (e.g. creationTimestamp, namespace/name, rule
+               index, match index); ascending, compared only between otherwise equal routes
+
+Precedence (what `match` returns when several routes match), the Gateway API's HTTPRouteRule
+order:
+  1. host: exact > wildcard, the longest wildcard suffix first > any host. A request falls
+     through to less specific hosts when no route of its own host matches it.
+  2. path: Exact > PathPrefix, the longest first > regex
+  3. a method match > none
+  4. more header matches > fewer
+  5. more query matches > fewer
+  6. `order` ascending, then the order the routes were given in.
+The annotated mode's routes (prefixes, no headers) keep their old order: exact host >
+wildcard > any host, then the longest prefix.
+
+`match` does not scan the table: routes are indexed by exact host, by wildcard suffix
+(looked up label by label) and host-less, each list sorted once when the table is built.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+from urllib.parse import parse_qsl
+
+from multidict import CIMultiDict, CIMultiDictProxy, MultiMapping
+
+from proxy.filters import (
+    Actions,
+    Filter,
+    PathKind,
+    PathModifier,
+    RequestHeaderModifier,
+    RequestRedirect,
+    ResponseHeaderModifier,
+    URLRewrite,
+    WeightedBackend,
+    compile_actions,
+)
+
+__all__ = [
+    "Filter",
+    "HeaderMatch",
+    "PathKind",
+    "PathModifier",
+    "QueryMatch",
+    "RequestHeaderModifier",
+    "RequestRedirect",
+    "ResponseHeaderModifier",
+    "Route",
+    "RouteTable",
+    "Router",
+    "URLRewrite",
+    "WeightedBackend",
+    "host_matches",
+    "normalize_host",
+    "prefix_matches",
+]
+
+MatchKind = Literal["exact", "regex"]
+_METHOD_RE = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Z-]+$")
+_NO_HEADERS: CIMultiDictProxy[str] = CIMultiDictProxy(CIMultiDict())
+
+
+def _compile(kind: str, value: str, where: str) -> re.Pattern[str] | None:
+    if kind == "exact":
+        return None
+    if kind != "regex":
+        raise ValueError(f"{where}: match kind {kind!r} must be 'exact' or 'regex'")
+    try:
+        return re.compile(value)
+    except re.error as error:
+        raise ValueError(f"{where}: {value!r} is not a regular expression: {error}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class HeaderMatch:
+    """A request header that must be present with `value` (exact) or match it (regex, the
+    whole value)."""
+
+    name: str
+    value: str
+    kind: MatchKind = "exact"
+    pattern: re.Pattern[str] | None = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            raise ValueError("header match: empty name")
+        object.__setattr__(self, "pattern", _compile(self.kind, self.value, "header match"))
+
+    def accepts(self, value: str | None) -> bool:
+        if value is None:
+            return False
+        if self.pattern is None:
+            return value == self.value
+        return self.pattern.fullmatch(value) is not None
+
+
+@dataclass(frozen=True, slots=True)
+class QueryMatch:
+    """A query parameter that must be present with `value` (exact) or match it (regex)."""
+
+    name: str
+    value: str
+    kind: MatchKind = "exact"
+    pattern: re.Pattern[str] | None = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            raise ValueError("query match: empty name")
+        object.__setattr__(self, "pattern", _compile(self.kind, self.value, "query match"))
+
+    def accepts(self, value: str | None) -> bool:
+        if value is None:
+            return False
+        if self.pattern is None:
+            return value == self.value
+        return self.pattern.fullmatch(value) is not None
+
+
+_PATH_RANK = {"exact": 2, "prefix": 1, "regex": 0}
 
 
 @dataclass(frozen=True, slots=True)
 class Route:
-    """`host` is exact (`shop.example.com`), a wildcard (`*.example.com`) or None for any host.
+    """One way a request reaches an upstream (see the module docstring for every field).
 
     `https_redirect`: on a plain-HTTP listener the route answers 308 to the same URL on
     https instead of forwarding. `hsts_max_age_seconds`: on an HTTPS listener its answers
     carry `Strict-Transport-Security: max-age=N`. Both are per route (per host, for the
-    controller's annotations); HTTPS listeners forward as usual either way."""
+    controller's annotations); HTTPS listeners forward as usual either way.
 
-    upstream: str
+    Derived when the route is made (not compared): `actions` (None for a route with no
+    filters and one upstream: the common path reads nothing more), `target` (that one
+    upstream: `upstream`, or the single backend's), `label` (the route's name
+    in metrics), `conditional` (it checks method, headers or query)."""
+
+    upstream: str = ""
     host: str | None = None
     path_prefix: str = "/"
     https_redirect: bool = False
     hsts_max_age_seconds: int | None = None
+    path_kind: PathKind = "prefix"
+    method: str | None = None
+    headers: tuple[HeaderMatch, ...] = ()
+    query: tuple[QueryMatch, ...] = ()
+    backends: tuple[WeightedBackend, ...] = ()
+    filters: tuple[Filter, ...] = ()
+    order: tuple[str | int, ...] = ()
+    actions: Actions | None = field(init=False, compare=False, repr=False)
+    target: str = field(init=False, compare=False, repr=False)
+    label: str = field(init=False, compare=False, repr=False)
+    conditional: bool = field(init=False, compare=False, repr=False)
+    pattern: re.Pattern[str] | None = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.path_kind not in _PATH_RANK:
+            raise ValueError(f"path kind {self.path_kind!r}: must be prefix, exact or regex")
+        if self.method is not None and not _METHOD_RE.match(self.method):
+            raise ValueError(f"method {self.method!r}: not an upper-case HTTP method")
+        if self.host is not None and (not self.host or self.host == "*."):
+            raise ValueError(f"host {self.host!r}: empty")
+        pattern = _compile(
+            "regex" if self.path_kind == "regex" else "exact", self.path_prefix, "path"
+        )
+        set_ = object.__setattr__
+        set_(self, "pattern", pattern)
+        set_(
+            self,
+            "actions",
+            compile_actions(
+                upstream=self.upstream,
+                backends=self.backends,
+                filters=self.filters,
+                path_kind=self.path_kind,
+                path=self.path_prefix,
+            ),
+        )
+        only = self.backends[0].upstream if len(self.backends) == 1 else None
+        set_(self, "target", self.upstream or only or "")
+        set_(self, "label", f"{self.host}{self.path_prefix}" if self.host else self.path_prefix)
+        set_(self, "conditional", bool(self.method or self.headers or self.query))
 
     def matches(self, host: str, path: str) -> bool:
+        """Host (normalised) and path alone: what the annotated mode's routes check."""
         if self.host is not None and not host_matches(self.host, host):
             return False
-        return prefix_matches(self.path_prefix, path)
+        return self.path_matches(path)
 
-    @property
-    def rank(self) -> tuple[int, int]:
-        """Sort key, most specific first: exact host > wildcard host > any host; longer prefix."""
-        if self.host is None:
-            host_rank = 0
-        elif self.host.startswith("*."):
-            host_rank = 1
+    def path_matches(self, path: str) -> bool:
+        kind = self.path_kind
+        if kind == "prefix":
+            return prefix_matches(self.path_prefix, path)
+        if kind == "exact":
+            return path == self.path_prefix
+        assert self.pattern is not None
+        return self.pattern.fullmatch(path) is not None
+
+    def precedence(self) -> tuple[object, ...]:
+        """Sort key, most specific first (ascending), by the module docstring's rules."""
+        host = self.host
+        if host is None:
+            host_rank, host_length = 2, 0
+        elif host.startswith("*."):
+            host_rank, host_length = 1, -len(host)
         else:
-            host_rank = 2
-        return (host_rank, len(self.path_prefix))
+            host_rank, host_length = 0, 0
+        kind = self.path_kind
+        return (
+            host_rank,
+            host_length,
+            -_PATH_RANK[kind],
+            -len(self.path_prefix) if kind == "prefix" else 0,
+            self.method is None,
+            -len(self.headers),
+            -len(self.query),
+            self.order,
+        )
 
 
 def host_matches(pattern: str, host: str) -> bool:
@@ -67,15 +269,85 @@ def normalize_host(header: str) -> str:
     return host.rsplit(":", 1)[0] if ":" in host else host
 
 
+def _first_query(query: str) -> Mapping[str, str]:
+    first: dict[str, str] = {}
+    for name, value in parse_qsl(query, keep_blank_values=True):
+        first.setdefault(name, value)
+    return first
+
+
+def _first_match(
+    routes: tuple[Route, ...],
+    path: str,
+    method: str,
+    headers: MultiMapping[str],
+    query: str,
+) -> Route | None:
+    params: Mapping[str, str] | None = None  # parsed only if a route asks
+    for route in routes:
+        if not route.path_matches(path):
+            continue
+        if not route.conditional:
+            return route
+        if route.method is not None and route.method != method:
+            continue
+        if not all(m.accepts(headers.get(m.name)) for m in route.headers):
+            continue
+        if route.query:
+            if params is None:
+                params = _first_query(query)
+            if not all(m.accepts(params.get(m.name)) for m in route.query):
+                continue
+        return route
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class RouteTable:
-    """Routes in match order (most specific first)."""
+    """Routes in match order (most specific first), and their index. Compared by `routes`."""
 
     routes: tuple[Route, ...] = ()
+    _exact: Mapping[str, tuple[Route, ...]] = field(init=False, compare=False, repr=False)
+    _wild: Mapping[str, tuple[Route, ...]] = field(init=False, compare=False, repr=False)
+    _any: tuple[Route, ...] = field(init=False, compare=False, repr=False)
+    # Set when one host-less, unconditional "/" prefix route comes first with no host route
+    # at all (the standalone proxy, every sidecar port): it takes every request unparsed.
+    _catch_all: Route | None = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        ordered = tuple(sorted(self.routes, key=Route.precedence))
+        exact: dict[str, list[Route]] = {}
+        wild: dict[str, list[Route]] = {}
+        any_host: list[Route] = []
+        for route in ordered:
+            host = route.host
+            if host is None:
+                any_host.append(route)
+            elif host.startswith("*."):
+                wild.setdefault(host[2:].lower(), []).append(route)
+            else:
+                exact.setdefault(host.lower(), []).append(route)
+        first = any_host[0] if any_host else None
+        catch_all = (
+            first
+            if first is not None
+            and not exact
+            and not wild
+            and first.path_kind == "prefix"
+            and first.path_prefix == "/"
+            and not first.conditional
+            else None
+        )
+        set_ = object.__setattr__
+        set_(self, "routes", ordered)
+        set_(self, "_exact", {host: tuple(rs) for host, rs in exact.items()})
+        set_(self, "_wild", {suffix: tuple(rs) for suffix, rs in wild.items()})
+        set_(self, "_any", tuple(any_host))
+        set_(self, "_catch_all", catch_all)
 
     @classmethod
     def build(cls, routes: list[Route] | tuple[Route, ...]) -> RouteTable:
-        return cls(tuple(sorted(routes, key=lambda r: r.rank, reverse=True)))
+        return cls(tuple(routes))
 
     @classmethod
     def single(
@@ -88,14 +360,41 @@ class RouteTable:
         """Every request to one upstream: the standalone proxy and each sidecar port."""
         return cls((Route(upstream, None, "/", https_redirect, hsts_max_age_seconds),))
 
-    def match(self, host_header: str, path: str) -> Route | None:
-        first = self.routes[0] if self.routes else None
-        if first is not None and first.host is None and first.path_prefix == "/":
-            return first  # nothing more specific exists (sorted): skip host parsing
-        host = normalize_host(host_header)
-        for route in self.routes:
-            if route.matches(host, path):
-                return route
+    def match(
+        self,
+        host_header: str,
+        path: str,
+        *,
+        method: str = "GET",
+        headers: MultiMapping[str] = _NO_HEADERS,
+        query: str = "",
+    ) -> Route | None:
+        """The route for a request: its Host header, path (without query), method, headers
+        and raw query string."""
+        if self._catch_all is not None:
+            return self._catch_all  # nothing more specific exists: skip host parsing
+        exact = self._exact
+        wild = self._wild
+        if exact or wild:
+            host = normalize_host(host_header)
+            if exact:
+                routes = exact.get(host)
+                if routes is not None:
+                    found = _first_match(routes, path, method, headers, query)
+                    if found is not None:
+                        return found
+            if wild:
+                # Longest suffix first: the dot after the first label, then the next one.
+                dot = host.find(".", 1)
+                while dot != -1:
+                    routes = wild.get(host[dot + 1 :])
+                    if routes is not None:
+                        found = _first_match(routes, path, method, headers, query)
+                        if found is not None:
+                            return found
+                    dot = host.find(".", dot + 1)
+        if self._any:
+            return _first_match(self._any, path, method, headers, query)
         return None
 
 
