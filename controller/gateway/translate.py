@@ -1,0 +1,135 @@
+"""The graph in data-plane terms: one `ListenerSpec` per (Gateway, listener port) with the
+routes of every rule attached there, and the Service backends those routes use.
+
+Naming (distinct from the annotated mode's `namespace/name` upstreams, which pick their
+port from an annotation: a backendRef names the port itself, and a Service can be both):
+  upstream   `namespace/name:port`   (a Service name cannot contain ':', so no clash)
+  listener   `gateway/namespace/name/port`
+
+Per listener port of a Gateway, only the listeners that can be served take part (accepted,
+not conflicted, certificates resolved); a port none of whose listeners can be served gets
+no socket. Each attachment of a route contributes, for each hostname it serves there (or
+any host), for each rule the data plane accepted, for each match, one `Route` whose `order`
+is (route creationTimestamp, namespace/name, rule index, match index): the spec's tie-break
+after the data plane's precedence. An HTTPS port serves the certificate of each listener
+hostname by SNI, and by default that of the listener without a hostname (else the first).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping
+
+from controller.gateway.graph import Graph, ListenerNode, RouteNode, ServicePortKey
+from controller.gateway.objects import Key
+from controller.gateway.ports import GatewayPortKey
+from controller.gateway.rules import make_route
+from proxy.listeners import ListenerSpec, TlsListenerConfig
+from proxy.routing import Route, RouteTable, WeightedBackend
+from proxy.tls.certificate import Certificate
+from proxy.tls.store import CertificateSet
+
+
+def upstream_name(backend: ServicePortKey) -> str:
+    namespace, name, port = backend
+    return f"{namespace}/{name}:{port}"
+
+
+def listener_name(gateway: Key, port: int) -> str:
+    return f"gateway/{gateway[0]}/{gateway[1]}/{port}"
+
+
+def translate(
+    graph: Graph, internal_ports: Mapping[GatewayPortKey, int]
+) -> tuple[tuple[ListenerSpec, ...], frozenset[ServicePortKey]]:
+    """The listener specs, sorted by name, and every Service backend their routes use."""
+    specs: list[ListenerSpec] = []
+    backends: set[ServicePortKey] = set()
+    routes_by_age = sorted(
+        graph.routes.values(),
+        key=lambda r: (r.route.meta.created, r.route.meta.namespace, r.route.meta.name),
+    )
+    for gw_key, node in sorted(graph.gateways.items()):
+        by_port: dict[int, list[ListenerNode]] = defaultdict(list)
+        for ln in node.listeners:
+            if ln.servable:
+                by_port[ln.listener.port].append(ln)
+        for port, listeners in sorted(by_port.items()):
+            internal = internal_ports.get((gw_key[0], gw_key[1], port))
+            if internal is None:
+                continue
+            names = {ln.listener.name for ln in listeners}
+            routes: dict[Route, None] = {}
+            for route in routes_by_age:
+                for item in _routes(route, gw_key, names, backends):
+                    routes.setdefault(item, None)
+            tls = None
+            if listeners[0].listener.protocol == "HTTPS":
+                tls = TlsListenerConfig(_certificates(listeners))
+            specs.append(
+                ListenerSpec(
+                    name=listener_name(gw_key, port),
+                    port=internal,
+                    routes=RouteTable.build(tuple(routes)),
+                    tls=tls,
+                    public_port=port,
+                )
+            )
+    specs.sort(key=lambda s: s.name)
+    return tuple(specs), frozenset(backends)
+
+
+def _routes(
+    node: RouteNode, gw_key: Key, listeners: set[str], backends: set[ServicePortKey]
+) -> list[Route]:
+    meta = node.route.meta
+    hosts: dict[str | None, None] = {}
+    for parent in node.parents:
+        if parent.gateway != gw_key or not parent.accepted.status:
+            continue
+        for attachment in parent.attachments:
+            if attachment.listener in listeners:
+                for host in attachment.hostnames or (None,):
+                    hosts.setdefault(host, None)
+    if not hosts:
+        return []
+    result: list[Route] = []
+    for rule_index, rule in enumerate(node.rules):
+        compiled = rule.compiled
+        if compiled is None:
+            continue
+        weighted: tuple[WeightedBackend, ...] = ()
+        if not compiled.redirects:
+            weighted = tuple(
+                WeightedBackend(
+                    None if b.service is None else upstream_name(b.service), b.ref.weight
+                )
+                for b in rule.backends
+            )
+            backends.update(
+                b.service for b in rule.backends if b.service is not None and b.ref.weight > 0
+            )
+        for match_index, match in enumerate(compiled.matches):
+            order = (meta.created, f"{meta.namespace}/{meta.name}", rule_index, match_index)
+            for host in hosts:
+                result.append(
+                    make_route(match, compiled.filters, host=host, backends=weighted, order=order)
+                )
+    return result
+
+
+def _certificates(listeners: list[ListenerNode]) -> CertificateSet:
+    by_name: dict[str, Certificate] = {}
+    default: Certificate | None = None
+    for ln in listeners:
+        certificate = ln.certificate
+        if certificate is None:
+            continue  # cannot happen: `servable` needs a certificate
+        if ln.listener.hostname is None:
+            # Two listeners without a hostname on one port conflict, so there is one at most.
+            default = certificate
+        else:
+            by_name.setdefault(ln.listener.hostname, certificate)
+    if default is None:
+        default = next(ln.certificate for ln in listeners if ln.certificate is not None)
+    return CertificateSet.build(default, by_name)

@@ -1,0 +1,1 @@
+"""Unit tests of the Gateway API model (controller/gateway)."""
