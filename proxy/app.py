@@ -78,6 +78,7 @@ def upstream_client(settings: Settings) -> UpstreamClient:
         keepalive_seconds=timeouts.upstream_keepalive_seconds,
         total_timeout_seconds=timeouts.total_seconds,
         first_byte_timeout_seconds=timeouts.upstream_first_byte_seconds,
+        resend_unacknowledged=settings.retries.resend_unacknowledged,
         socket_options=SocketOptions(  # 0 in the settings: leave the kernel default
             user_timeout_seconds=timeouts.upstream_tcp_user_timeout_seconds or None,
             keepalive_idle_seconds=timeouts.upstream_tcp_keepalive_seconds or None,

@@ -170,6 +170,12 @@ class RetrySettings(_Frozen):
     replay_body_bytes: int = Field(
         65536, ge=0, description="Idempotent requests with bodies up to this are replayable."
     )
+    resend_unacknowledged: bool = Field(
+        True,
+        description="A request on a reused connection that the backend reset before its kernel "
+        "acknowledged a byte of it goes again on a fresh connection, whatever its method, as "
+        "browsers do; false: only idempotent ones.",
+    )
 
 
 class LimitSettings(_Frozen):

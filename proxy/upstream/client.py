@@ -15,6 +15,11 @@ out. If it closes without a byte of response, the request is sent again once on 
 connection, but only when `retry_stale` says that is safe (the caller passes: idempotent
 method and a body held in memory or none). Otherwise `StaleConnection` reaches the caller: a
 POST may have been processed before the backend went away, as with any broken connection.
+Unless the backend's kernel acknowledged none of the request (proxy.upstream.sockets): then
+the close raises `RequestNotSent` and any method goes again on a fresh connection (a streamed
+body already partly read from the client cannot). That is proven when the backend's FIN
+acknowledges none of it; for a reset it is the browsers' rule, `resend_unacknowledged`
+(see UpstreamConnection.connection_lost).
 
 Hung-up connections: before a pooled connection is reused, one poll asks the kernel whether
 the backend's FIN or RST already arrived (the event loop may not have read it yet; a backend
@@ -112,10 +117,12 @@ class UpstreamClient:
         keepalive_seconds: float,
         total_timeout_seconds: float | None = None,
         first_byte_timeout_seconds: float | None = None,
+        resend_unacknowledged: bool = True,
         socket_options: SocketOptions | None = None,
         head_limits: HeadLimits = DEFAULT_HEAD_LIMITS,
     ) -> None:
         self._connect_timeout = connect_timeout_seconds
+        self._resend_unacknowledged = resend_unacknowledged
         self._head_limits = head_limits
         self._keepalive = keepalive_seconds
         self._socket_options = socket_options or SocketOptions()
@@ -185,7 +192,14 @@ class UpstreamClient:
             except (UpstreamError, asyncio.CancelledError) as exc:
                 conn.reusable = False
                 conn.finish()
-                if isinstance(exc, StaleConnection) and retry_stale and not fresh:
+                if not fresh and (
+                    (isinstance(exc, RequestNotSent) and not isinstance(body, AsyncIterable))
+                    or (isinstance(exc, StaleConnection) and retry_stale)
+                ):
+                    # The backend closed a pooled connection as the request went out: it is
+                    # alive, so the request goes to it again on a fresh connection. When the
+                    # close provably came before the request (RequestNotSent), whatever its
+                    # method; otherwise (StaleConnection) only if the caller allows.
                     conn, fresh = None, True
                     continue
                 raise
@@ -239,10 +253,14 @@ class UpstreamClient:
         loop = asyncio.get_running_loop()
         watchdog = self._watchdog
         limits = self._head_limits
+        resend = self._resend_unacknowledged
         try:
             async with asyncio.timeout(self._connect_timeout):
                 _, conn = await loop.create_connection(
-                    lambda: UpstreamConnection(loop, watchdog=watchdog, limits=limits), *key
+                    lambda: UpstreamConnection(
+                        loop, watchdog=watchdog, limits=limits, resend_unacknowledged=resend
+                    ),
+                    *key,
                 )
         except TimeoutError:
             raise ConnectTimeout(f"connect to {key[0]}:{key[1]} timed out") from None

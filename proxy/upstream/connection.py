@@ -27,6 +27,7 @@ from proxy.upstream.failures import (
     BrokenResponse,
     FirstByteTimeout,
     NoResponse,
+    RequestNotSent,
     StaleConnection,
     UpstreamError,
     UpstreamTimeout,
@@ -42,7 +43,7 @@ from proxy.upstream.limits import (
     too_many_fields,
 )
 from proxy.upstream.sending import BodySender
-from proxy.upstream.sockets import HungUp
+from proxy.upstream.sockets import HungUp, SocketLike, bytes_acknowledged
 from proxy.upstream.timers import Watchdog
 
 _READ_HIGH_BYTES = 256 * 1024
@@ -65,8 +66,10 @@ class UpstreamConnection(asyncio.Protocol):
         *,
         watchdog: Watchdog,
         limits: HeadLimits = DEFAULT_HEAD_LIMITS,
+        resend_unacknowledged: bool = True,
     ) -> None:
         self._loop = loop
+        self._resend_unacknowledged = resend_unacknowledged
         self._watchdog = watchdog
         self._limits = limits
         self._parser = httptools.HttpResponseParser(self)
@@ -78,10 +81,13 @@ class UpstreamConnection(asyncio.Protocol):
         self.exchanges = 0  # exchanges finished on it; more than 0 means a reused connection
         self.hung_up: HungUp | None = None  # set by the client once connected
         self._sender = BodySender()
+        self._written = 0  # bytes handed to the transport over the connection's life
         # Mutable state of the current exchange (reset by begin()):
         self._active = False
         self._head_only = False
         self._received = 0
+        self._written_before = 0  # self._written when the exchange began
+        self._unreceived = False  # the backend closed before any of the request reached it
         self._started = 0.0  # loop time the exchange began (total timeout)
         self._last_activity = 0.0  # loop time of the backend's last progress (idle timeout)
         self._waiter: asyncio.Future[None] | None = None
@@ -144,6 +150,12 @@ class UpstreamConnection(asyncio.Protocol):
 
     def eof_received(self) -> bool | None:
         self.closed = True
+        if self._active and self._received == 0:
+            # A FIN acknowledges everything its sender's kernel had received. If it
+            # acknowledges none of this request, the backend closed the connection before the
+            # request reached it (its idle keep-alive close racing our write, or a backend
+            # exiting): nothing saw it, so any method may be sent again.
+            self._unreceived = self._request_unacknowledged()
         return None  # let the transport close; connection_lost settles the exchange
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -162,8 +174,29 @@ class UpstreamConnection(asyncio.Protocol):
             # ETIMEDOUT, or the host-unreachable error it met retransmitting): the peer
             # stopped answering, it did not close an idle connection.
             self.fail(NoResponse(f"upstream unreachable: {exc}"))
+        elif self._unreceived:
+            self.fail(
+                RequestNotSent("upstream closed the connection before the request reached it")
+            )
         elif self._received == 0 and self.exchanges > 0:
-            self.fail(StaleConnection("reused upstream connection closed before any response"))
+            if (
+                self._resend_unacknowledged
+                and isinstance(exc, ConnectionResetError)
+                and self._request_unacknowledged()
+            ):
+                # A reset proves less than a FIN: the kernel does not count the reset's
+                # acknowledgement, and a backend's kernel may delay its ACK while the backend
+                # reads. A reset before a byte of the request was acknowledged, on a connection
+                # that served before, is in practice a backend exiting with the request unread
+                # in its buffer (every POST that nginx's fast shutdown cost looked so), and
+                # browsers resend any method on a reused connection reset before an answer.
+                self.fail(
+                    RequestNotSent(
+                        "reused upstream connection reset before the request was acknowledged"
+                    )
+                )
+            else:
+                self.fail(StaleConnection("reused upstream connection closed before any response"))
         else:
             self.fail(NoResponse(f"upstream closed before a response: {exc or 'EOF'}"))
 
@@ -301,6 +334,8 @@ class UpstreamConnection(asyncio.Protocol):
         self._chunk_open = False
         self._interim = False
         self._received = 0
+        self._written_before = self._written
+        self._unreceived = False
         self.error = None
         self.status = 0
         self.head_done = False
@@ -318,6 +353,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     def write(self, data: bytes) -> None:
         assert self.transport is not None
+        self._written += len(data)
         self.transport.write(data)
 
     def send_body(self, chunks: AsyncIterable[bytes], *, chunked: bool) -> None:
@@ -326,6 +362,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     def write_body(self, pieces: tuple[bytes, ...]) -> None:
         assert self.transport is not None
+        self._written += sum(map(len, pieces))
         if len(pieces) == 1:
             self.transport.write(pieces[0])
         else:
@@ -398,6 +435,14 @@ class UpstreamConnection(asyncio.Protocol):
         self.closed = True
         if self.transport is not None:
             self.transport.abort()
+
+    def _request_unacknowledged(self) -> bool:
+        """The backend's kernel acknowledged none of the current request's bytes (False where
+        the kernel cannot tell)."""
+        transport = self.transport
+        sock = None if transport is None else transport.get_extra_info("socket")
+        acked = bytes_acknowledged(cast("SocketLike | None", sock))
+        return acked is not None and acked <= self._written_before
 
     def _wake(self) -> None:
         waiter = self._waiter

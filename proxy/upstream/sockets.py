@@ -11,17 +11,29 @@ also covers a connection with nothing of ours in flight.
 `HungUp` answers, before a pooled connection is reused, whether the backend already closed it
 (its FIN or RST is in the kernel but the event loop has not read it yet): then the request is
 never written there, and goes out on a fresh connection instead.
+
+`bytes_acknowledged` reads how much of what we sent the backend's kernel acknowledged
+(TCP_INFO): when the backend's FIN arrives acknowledging none of a request, the backend
+closed the connection before the request reached it, and the request can go elsewhere
+whatever its method (UpstreamConnection.eof_received).
 """
 
 from __future__ import annotations
 
 import select
 import socket
+import struct
 from dataclasses import dataclass
+from typing import Protocol
 
 # Anything readable, or a hang-up, on an idle HTTP/1.1 connection means it is done for: a
 # backend sends nothing unasked, except perhaps a last 408 before it closes.
 _EVENTS = select.POLLIN | select.POLLPRI | getattr(select, "POLLRDHUP", 0x2000)
+# Linux's struct tcp_info: tcpi_bytes_acked (u64, since 4.1) sits at byte 120. It counts the
+# SYN as one byte.
+_TCP_INFO_SIZE = 128
+_BYTES_ACKED_OFFSET = 120
+_SYN_BYTES = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,3 +79,25 @@ class HungUp:
     def __call__(self) -> bool:
         # POLLERR and POLLHUP are always reported, registered or not.
         return bool(self._poll.poll(0))
+
+
+class SocketLike(Protocol):
+    """What a transport's "socket" extra gives: asyncio's TransportSocket or uvloop's."""
+
+    def getsockopt(self, level: int, option: int, buflen: int, /) -> bytes: ...
+
+
+def bytes_acknowledged(sock: SocketLike | None) -> int | None:
+    """Data bytes of ours the peer's kernel acknowledged on this connection so far, or None
+    where the kernel cannot tell (not Linux, too old, socket already closed)."""
+    option = getattr(socket, "TCP_INFO", None)
+    if sock is None or option is None:
+        return None
+    try:
+        info = sock.getsockopt(socket.IPPROTO_TCP, option, _TCP_INFO_SIZE)
+    except OSError:
+        return None
+    if len(info) < _TCP_INFO_SIZE:
+        return None
+    acked: int = struct.unpack_from("Q", info, _BYTES_ACKED_OFFSET)[0]
+    return max(0, acked - _SYN_BYTES)

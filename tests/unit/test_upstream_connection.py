@@ -32,6 +32,9 @@ class FakeTransport:
     def is_closing(self) -> bool:
         return self.aborted
 
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        return default  # no socket: the kernel cannot be asked what it acknowledged
+
     def pause_reading(self) -> None:
         self.reading = False
 

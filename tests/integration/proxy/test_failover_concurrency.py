@@ -44,6 +44,9 @@ CHURN_ENV = {
 # What a request may have reached a backend with: the connection broke after it was written.
 MAY_HAVE_BEEN_SEEN = "no response: "
 BUDGET_REFUSED = "retry refused by the retry budget"
+# The one failure a POST may meet: its connection was new, and reset after the backend's kernel
+# acknowledged the request (a reused connection's says "reused upstream connection").
+FRESH_RESET = "upstream closed before a response: [Errno 104]"
 
 Result = tuple[str, str, int]  # (method, X-Test-Id, status; 0 when the client saw no answer)
 
@@ -186,9 +189,12 @@ async def test_stopping_a_backend_under_load_loses_no_request_nothing_received(
         # flight at the proxy, the budget's floor (3) can be smaller than the burst.
         assert len(refused) == len(failed_lines) == retries.get("budget_refused", 0), summary
     else:
-        # A POST written to the victim in the instant it died may have been read (nginx
-        # resets a connection it closes with unread bytes, as it does one it read and
-        # aborted), so it is not sent again: the only failures allowed, and they say so.
+        # A POST the victim closed or reset before its kernel acknowledged a byte of it went
+        # out again (on a reused connection: proxy.upstream.connection). What is left is a
+        # POST on a fresh connection that the victim's kernel acknowledged and then reset as
+        # it died: maybe read, so not sent again (about one run in eight has one), and the
+        # access line says which it was.
+        assert all(FRESH_RESET in line["error"] for line in failed_lines), summary
         assert all(line["retries"] == 0 for line in failed_lines), summary
         assert refused == [] and retries.get("budget_refused", 0) == 0, summary
 

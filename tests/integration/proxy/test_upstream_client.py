@@ -4,6 +4,8 @@ that misbehave on cue (close idle connections, break off mid-body, answer 1xx fi
 from __future__ import annotations
 
 import asyncio
+import socket
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
@@ -12,11 +14,14 @@ from proxy.model import Endpoint
 from proxy.upstream import (
     BrokenResponse,
     ConnectFailed,
+    RequestNotSent,
     StaleConnection,
     UpstreamClient,
     UpstreamResponse,
     UpstreamTimeout,
 )
+from proxy.upstream.connection import UpstreamConnection
+from proxy.upstream.timers import Watchdog
 from tests.integration.proxy.conftest import StartBackends, free_port
 from tests.support.waiting import eventually
 
@@ -300,3 +305,39 @@ async def test_chunked_request_body_and_large_response_from_aiohttp(
 
     response = await client.send(endpoint, get("/stream?bytes=5000000&chunked=1"))
     assert len(await body_of(response)) == 5_000_000
+
+
+async def test_a_post_the_backend_closed_before_receiving_goes_out_again() -> None:
+    """The race of a backend's keep-alive close with our next request, made certain: the
+    backend's FIN is in our kernel, unread by the event loop, when the POST is written. The
+    FIN acknowledges none of the POST, so nothing received it: RequestNotSent, whatever the
+    method. A blocking socket plays the backend so the loop cannot run in between."""
+    loop = asyncio.get_running_loop()
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+        _, conn = await loop.create_connection(
+            lambda: UpstreamConnection(loop, watchdog=Watchdog(idle_seconds=LIMIT_SECONDS)),
+            "127.0.0.1",
+            port,
+        )
+        peer, _ = server.accept()
+        with peer:
+            conn.begin(head_only=False)
+            conn.write(get())
+            peer.settimeout(LIMIT_SECONDS)
+            assert peer.recv(65536).startswith(b"GET / ")
+            peer.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nx")
+            async with asyncio.timeout(LIMIT_SECONDS):
+                await conn.wait_head()
+                while not conn.drained:
+                    conn.take()
+                    if not conn.drained:
+                        await conn.wait_body()
+            assert conn.finish()
+        # The backend closed (FIN sent) with nothing unread; the loop has not run since.
+        time.sleep(0.05)  # noqa: ASYNC251 - blocking on purpose: the FIN arrives unread
+        conn.begin(head_only=False)
+        conn.write(get("/", "POST", "Content-Length: 3") + b"abc")
+        with pytest.raises(RequestNotSent, match="before the request reached it"):
+            async with asyncio.timeout(LIMIT_SECONDS):
+                await conn.wait_head()
