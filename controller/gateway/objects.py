@@ -25,7 +25,8 @@ CORE_GROUP = ""
 Key = tuple[str, str]  # (namespace, name)
 
 # The CRD's Hostname pattern (lower case: names are lower-cased before the check).
-_HOSTNAME_RE = re.compile(r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+_HOSTNAME_RE = re.compile(rf"^(\*\.)?{_LABEL}(\.{_LABEL})*$")
 
 
 class GatewayObjectError(ValueError):
