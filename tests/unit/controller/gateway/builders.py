@@ -229,6 +229,7 @@ def inputs(
     classes: Sequence[Mapping[str, Any]] | None = None,
     services: Sequence[ServiceInfo] | None = None,
     namespaces: Mapping[str, Mapping[str, str]] | None = None,
+    now: str = NOW,
     **kwargs: Any,
 ) -> GatewayInputs:
     classes = classes if classes is not None else (gateway_class(),)
@@ -244,6 +245,6 @@ def inputs(
         reference_grants=keyed(*grants),
         namespaces=namespaces,
         services={s.key: s for s in services},
-        now=NOW,
+        now=now,
         **kwargs,
     )
