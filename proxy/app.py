@@ -3,6 +3,8 @@
 `DataPlane` is shared by every mode: the standalone proxy (one listener, upstream "default"),
 the ingress controller (one listener whose Router the controller swaps) and sidecar mode (one
 loopback listener per upstream). The controller runs its own loops as `tasks` of `serve()`.
+Listeners that come and go at run time (one per Gateway and port) are set whole with
+`set_listeners` (proxy.listeners); they drain with the others at shutdown.
 
 `serve()` reads like a table of contents:
   startup     bind admin and listeners; readiness gets "listeners_bound"
@@ -33,6 +35,8 @@ from aiohttp import web
 from proxy.admin import build_admin_app
 from proxy.forwarding import Forwarder
 from proxy.health import HealthChecker
+from proxy.listeners import DynamicListeners, ListenerReport, ListenerSpec, bind
+from proxy.listeners import plan as listeners_plan
 from proxy.logging import AccessLog, log_health_transition
 from proxy.metrics import Metrics
 from proxy.model import Endpoint, UpstreamSpec, format_authority
@@ -42,7 +46,6 @@ from proxy.readiness import Readiness
 from proxy.retry_budget import RetryBudget
 from proxy.routing import Router
 from proxy.settings import Settings
-from proxy.tls.site import TlsSite
 from proxy.tls.store import CertificateStore
 from proxy.upstream import HeadLimits, SocketOptions, UpstreamClient
 
@@ -143,6 +146,8 @@ class DataPlane:
         self._servers: list[web.Server] = []  # one per listener, kept for a forced drain
         self._drain_forced = False
         self._admin_runner: web.AppRunner | None = None
+        self._dynamic: DynamicListeners | None = None  # set by start()
+        self._wanted: tuple[ListenerSpec, ...] = ()  # set_listeners before start()
         self._stop = asyncio.Event()
         self._exit_code = 0
 
@@ -255,9 +260,21 @@ class DataPlane:
     def _close_connections(self) -> None:
         if not self._drain_forced:
             return
-        for server in self._servers:
+        dynamic = self._dynamic.servers() if self._dynamic is not None else ()
+        for server in (*self._servers, *dynamic):
             for connection in server.connections:
                 connection.force_close()
+
+    async def set_listeners(self, specs: Sequence[ListenerSpec]) -> ListenerReport:
+        """Make the run-time listeners exactly `specs` (see proxy.listeners): new ones bound,
+        changed ones swapped in place, removed ones drained; which are bound, and which
+        failed. Before start() they are remembered and bound by start(). ValueError (and
+        nothing changed) when two specs share a name or a port."""
+        if self._dynamic is None:
+            listeners_plan({}, specs)  # the same checks now, not at start()
+            self._wanted = tuple(specs)
+            return ListenerReport()
+        return await self._dynamic.apply(specs)
 
     async def start(self) -> None:
         """Bind the admin port and every listener; afterwards `ports` and `admin_port` hold
@@ -276,29 +293,26 @@ class DataPlane:
             tls = listener.tls
             server = self._server(listener.router, https=tls is not None)
             self._servers.append(server)
-            runner = web.ServerRunner(
+            runner, port = await bind(
                 server,
-                handle_signals=False,
-                shutdown_timeout=settings.timeouts.drain_seconds,
+                host=listener.host,
+                port=listener.port,
+                store=tls,
+                drain_seconds=settings.timeouts.drain_seconds,
+                handshake_seconds=settings.timeouts.client_header_seconds,
             )
-            await runner.setup()
             self._runners.append(runner)
-            site: web.TCPSite
-            if tls is None:
-                site = web.TCPSite(runner, listener.host, listener.port, backlog=1024)
-            else:
-                # The request-head deadline starts after the handshake: it gets its own.
-                site = TlsSite(
-                    runner,
-                    listener.host,
-                    listener.port,
-                    ssl_context=tls.listener_context(),
-                    handshake_timeout_seconds=settings.timeouts.client_header_seconds,
-                    backlog=1024,
-                )
-            await site.start()
-            ports.append(_bound_port(runner))
+            ports.append(port)
         self.ports = tuple(ports)
+        self._dynamic = DynamicListeners(
+            host=settings.host,
+            drain_seconds=settings.timeouts.drain_seconds,
+            handshake_seconds=settings.timeouts.client_header_seconds,
+            make_server=self._server,
+        )
+        if self._wanted:
+            wanted, self._wanted = self._wanted, ()
+            await self._dynamic.apply(wanted)
         # Everything allocated so far (modules, settings, the app) lives as long as the process.
         # Moved out of the collector's generations, it is never traversed again: the
         # per-request garbage then costs young-generation collections only, which stay cheap.
@@ -314,7 +328,9 @@ class DataPlane:
             extra={"event": "listening", "ports": list(ports), "admin_port": self.admin_port},
         )
 
-    def _server(self, router: Router, *, https: bool) -> GuardedServer:
+    def _server(
+        self, router: Router, *, https: bool, public_port: int | None = None
+    ) -> GuardedServer:
         assert self._session is not None and self._client is not None
         settings = self.settings
         forwarder = Forwarder(
@@ -327,6 +343,7 @@ class DataPlane:
             metrics=self.metrics,
             access_log=AccessLog(settings.log),
             https=https,
+            public_port=public_port,
         )
         limits = settings.limits
         return GuardedServer(
@@ -359,12 +376,14 @@ class DataPlane:
                 await site.stop()
         self._close_connections()  # forced before the drain got here
         runners, self._runners = self._runners, []
-        await asyncio.gather(*(runner.cleanup() for runner in runners))
+        dynamic = self._dynamic.close() if self._dynamic is not None else asyncio.sleep(0)
+        await asyncio.gather(dynamic, *(runner.cleanup() for runner in runners))
 
     async def close(self) -> None:
         """Release everything start() took. Idempotent; drains first if drain() was skipped."""
-        if self._runners:
+        if self._runners or (self._dynamic is not None and not self._dynamic.closed):
             await self.drain()
+        self._dynamic = None
         self._servers.clear()
         await self.health.close()
         if self._admin_runner is not None:

@@ -2,7 +2,10 @@
 
 One `Forwarder` serves one listener. Per request it does, in order:
   reject what a reverse proxy must not forward (CONNECT, absolute-form targets, framing
-  conflicts, bodies over the limit), route by Host and path, then hand the request with its
+  conflicts, bodies over the limit), route by Host, path, method, headers and query
+  (proxy.routing), apply the route's actions when it has any (proxy.filters: a redirect
+  answered here, a weighted choice of upstream, request header and URL rewrites on a copy of
+  the request, response fields to set), then hand the request with its
   body, streamed or (when small) held for replay, to the attempt loop (proxy.failover: pick
   an endpoint, send through proxy.upstream, relay the answer, fail over when safe), or a
   WebSocket upgrade to proxy.websocket. Whatever happened is recorded once, at the end, in
@@ -12,26 +15,31 @@ One `Forwarder` serves one listener. Per request it does, in order:
 from __future__ import annotations
 
 import asyncio
+import os
+import random
 import time
 
 import aiohttp
 from aiohttp import web
+from yarl import URL
 
 from proxy.admission import refusal
 from proxy.body import StreamedBody
 from proxy.errors import NO_HEALTHY_BACKENDS, NO_ROUTE, error_response
 from proxy.failover import Failover, UpstreamSender
-from proxy.headers import request_id_for
+from proxy.filters import Actions, modified_headers, new_path, redirect_location
+from proxy.headers import REQUEST_ID, request_id_for
 from proxy.model import HashOn
 from proxy.outcome import AccessSink, Outcome, RequestMetrics
 from proxy.pool import Pool
 from proxy.retry_budget import RetryBudget
-from proxy.routing import Router
+from proxy.routing import Router, normalize_host
 from proxy.settings import Settings
 from proxy.tls.redirect import hsts_fields, https_redirect
 from proxy.websocket import WebSocketForwarder, is_websocket_upgrade
 
 _CLIENT_CLOSED = 499  # nginx's convention for "the client went away first"
+INVALID_BACKEND = "No valid backend for this route"
 
 
 def hash_key_for(request: web.BaseRequest, hash_on: HashOn) -> str | None:
@@ -54,8 +62,10 @@ class Forwarder:
         "_max_body",
         "_metrics",
         "_pool",
+        "_public_port",
         "_redirect_port",
         "_replay_bytes",
+        "_rng",
         "_router",
         "_scheme",
         "_websocket",
@@ -73,10 +83,16 @@ class Forwarder:
         metrics: RequestMetrics,
         access_log: AccessSink,
         https: bool = False,
+        public_port: int | None = None,
+        rng: random.Random | None = None,
     ) -> None:
         # `https`: this listener terminates TLS (X-Forwarded-Proto https, HSTS); on a plain
         # listener, routes with https_redirect answer 308 to `_redirect_port`.
+        # `public_port`: the port clients reach this listener on (RequestRedirect keeps it).
+        # `rng`: weighted backend choice; seeded from the OS unless a test passes its own.
         self._https = https
+        self._public_port = public_port
+        self._rng = rng if rng is not None else random.Random(os.urandom(16))
         self._scheme = "https" if https else "http"
         self._redirect_port = settings.tls.redirect_port or settings.tls_port
         self._router = router
@@ -153,14 +169,27 @@ class Forwarder:
         headers = request.headers
         raw_path = request.raw_path
         length = request.content_length
-        route = self._router.table.match(headers.get("Host", ""), raw_path.partition("?")[0])
+        path, _, query = raw_path.partition("?")
+        route = self._router.table.match(
+            headers.get("Host", ""), path, method=request.method, headers=headers, query=query
+        )
         if route is None:
             return error_response(404, NO_ROUTE, request_id=request_id)
-        upstream = route.upstream
-        outcome.upstream = upstream
-        outcome.route = f"{route.host}{route.path_prefix}" if route.host else route.path_prefix
+        outcome.route = route.label
+        outcome.upstream = upstream = route.target
         if route.https_redirect and not self._https:
             return https_redirect(request, port=self._redirect_port, request_id=request_id)
+        added = hsts_fields(route.hsts_max_age_seconds) if self._https else ()
+        actions = route.actions
+        if actions is not None:  # filters or several backends: never on the common path
+            acted = self._act(request, actions, upstream, path, query, request_id, outcome)
+            if isinstance(acted, web.StreamResponse):
+                return acted
+            request, upstream = acted
+            headers = request.headers
+            if actions.response_fields:
+                added = (*added, *actions.response_fields)
+            outcome.upstream = upstream
         spec = self._pool.spec(upstream)
         if spec is None or not self._pool.has_candidates(upstream):
             return error_response(503, NO_HEALTHY_BACKENDS, request_id=request_id)
@@ -199,5 +228,86 @@ class Forwarder:
             streamed=streamed,
             request_id=request_id,
             scheme=self._scheme,
-            added=hsts_fields(route.hsts_max_age_seconds) if self._https else (),
+            added=added,
         )
+
+    def _act(
+        self,
+        request: web.BaseRequest,
+        actions: Actions,
+        upstream: str,
+        path: str,
+        query: str,
+        request_id: str,
+        outcome: Outcome,
+    ) -> web.StreamResponse | tuple[web.BaseRequest, str]:
+        """Apply a route's actions: an answer (redirect, 500 for no valid backend, 400), or
+        the request to forward (a rewritten copy, or the same) and its upstream."""
+        if actions.redirect is not None:
+            return self._redirect(request, actions, path, query, request_id, outcome)
+        if actions.choice is not None:
+            chosen = actions.choice.choose(self._rng)
+            if chosen is None:
+                outcome.error = "the route's chosen backend is invalid or every weight is 0"
+                return error_response(500, INVALID_BACKEND, request_id=request_id)
+            upstream = chosen
+        if actions.changes_request:
+            rewritten = self._rewritten(request, actions, path, query)
+            if rewritten is None:
+                outcome.error = "request header not encodable after the route's modifiers"
+                return error_response(400, request_id=request_id, close=True)
+            request = rewritten
+        return request, upstream
+
+    def _redirect(
+        self,
+        request: web.BaseRequest,
+        actions: Actions,
+        path: str,
+        query: str,
+        request_id: str,
+        outcome: Outcome,
+    ) -> web.StreamResponse:
+        redirect = actions.redirect
+        assert redirect is not None
+        location = redirect_location(
+            redirect,
+            scheme=self._scheme,
+            host=normalize_host(request.headers.get("Host", "")),
+            path=path,
+            query=query,
+            matched_prefix=actions.matched_prefix,
+            listener_port=self._public_port,
+        )
+        if location is None:
+            outcome.error = "redirect: the Host header is no host name"
+            response = error_response(400, "A Host header is required (to redirect)\n")
+        else:
+            response = web.Response(status=redirect.status_code, headers={"Location": location})
+        response.headers[REQUEST_ID] = request_id
+        if request.body_exists:
+            # The body is not read here; closing spares draining it for the next request.
+            response.force_close()
+        return response
+
+    @staticmethod
+    def _rewritten(
+        request: web.BaseRequest, actions: Actions, path: str, query: str
+    ) -> web.BaseRequest | None:
+        """A copy of `request` with the route's header modifier and URL rewrite applied
+        (None if a field cannot be encoded). Made before the body is read: aiohttp copies a
+        request only then; the copy shares the body and the connection."""
+        rewrite = actions.rewrite
+        changes: dict[str, object] = {}
+        if rewrite is not None and rewrite.path is not None:
+            target = new_path(rewrite.path, path, actions.matched_prefix)
+            changes["rel_url"] = URL(f"{target}?{query}" if query else target, encoded=True)
+        hostname = rewrite.hostname if rewrite is not None else None
+        if hostname is not None or actions.request_headers is not None:
+            changes["headers"] = modified_headers(
+                request.headers, actions.request_headers, host=hostname
+            )
+        try:
+            return request.clone(**changes)  # type: ignore[arg-type]
+        except UnicodeEncodeError:
+            return None
