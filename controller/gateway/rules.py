@@ -58,9 +58,12 @@ def compile_rule(rule: RouteRule) -> CompiledRule:
                 headers=tuple(HeaderMatch(h.name, h.value, h.kind) for h in match.headers),
                 query=tuple(QueryMatch(q.name, q.value, q.kind) for q in match.query),
             )
-            # A probe: the combination checks (a prefix modifier on an Exact match, ...)
-            # live in Route's constructor.
-            make_route(compiled, filters, host=None, backends=(WeightedBackend(None),), order=())
+            if filters or compiled.method is not None or compiled.path_kind == "regex":
+                # A probe: the checks of a method, a path regex, and of filters with the
+                # match (a prefix modifier on an Exact match, ...) live in Route's
+                # constructor. A plain match has nothing more to check.
+                probe = (WeightedBackend(None),)
+                make_route(compiled, filters, host=None, backends=probe, order=())
         except ValueError as error:
             raise ValueError(f"{where}: {error}") from None
         matches.append(compiled)

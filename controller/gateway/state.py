@@ -188,10 +188,11 @@ def build(inputs: GatewayInputs) -> GatewayState:
 
     services: dict[Key, GatewayService] = {}
     secrets: set[Key] = set()
+    internal_by_gateway: dict[Key, dict[int, int]] = {}
+    for (namespace, name, port), value in assigned.items():
+        internal_by_gateway.setdefault((namespace, name), {})[port] = value
     for key, node in graph.gateways.items():
-        internal = {
-            port: value for (ns, name, port), value in assigned.items() if (ns, name) == key
-        }
+        internal = internal_by_gateway.get(key, {})
         statuses[("Gateway", *key)] = status_module.gateway_status(
             node,
             raw_gateways[key],

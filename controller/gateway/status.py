@@ -190,6 +190,8 @@ def gateway_status(
     accepted = _gateway_accepted(node)
     if not accepted.status:
         programmed_gw = Verdict(False, "Invalid", "the Gateway is not accepted")
+    elif not any(ln.servable for ln in node.listeners):
+        programmed_gw = Verdict(False, "Invalid", "no listener can be served")
     elif address is None:
         programmed_gw = Verdict(False, "AddressNotAssigned", "waiting for the Gateway's Service")
     elif not programmed_any:

@@ -45,10 +45,14 @@ def translate(
     """The listener specs, sorted by name, and every Service backend their routes use."""
     specs: list[ListenerSpec] = []
     backends: set[ServicePortKey] = set()
-    routes_by_age = sorted(
+    # Each Gateway's routes, oldest first: a route is read only for the Gateways it names.
+    by_gateway: dict[Key, list[RouteNode]] = defaultdict(list)
+    for route_node in sorted(
         graph.routes.values(),
         key=lambda r: (r.route.meta.created, r.route.meta.namespace, r.route.meta.name),
-    )
+    ):
+        for gw in dict.fromkeys(p.gateway for p in route_node.parents if p.accepted.status):
+            by_gateway[gw].append(route_node)
     for gw_key, node in sorted(graph.gateways.items()):
         by_port: dict[int, list[ListenerNode]] = defaultdict(list)
         for ln in node.listeners:
@@ -60,7 +64,7 @@ def translate(
                 continue
             names = {ln.listener.name for ln in listeners}
             routes: dict[Route, None] = {}
-            for route in routes_by_age:
+            for route in by_gateway.get(gw_key, ()):
                 for item in _routes(route, gw_key, names, backends):
                     routes.setdefault(item, None)
             tls = None

@@ -147,7 +147,7 @@ def test_an_invalid_certificate_ref_gives_its_reason_and_no_socket(
     assert state.listeners == ()
     # Accepted with the listener called out; not programmed, nothing to serve.
     assert gateway_condition(state, "Accepted") == ("True", "ListenersNotValid")
-    assert gateway_condition(state, "Programmed")[0] == "False"
+    assert gateway_condition(state, "Programmed") == ("False", "Invalid")
 
 
 def test_a_cross_namespace_certificate_needs_a_grant_from_gateways() -> None:
