@@ -58,6 +58,9 @@ start_dockerd() {
   log "starting dockerd in the background (log: $logfile)"
   # setsid: the daemon outlives this script and is not killed with its process group.
   setsid dockerd --pidfile "$pidfile" "${args[@]}" >"$logfile" 2>&1 </dev/null &
+  # Who asked for it (KUBEFERRY_ENGINE_OWNER, e.g. a test session): `stop` with an owner set
+  # stops only a daemon that owner started, not one another run started meanwhile.
+  printf '%s\n' "${KUBEFERRY_ENGINE_OWNER:-}" >"$state/dockerd.owner"
   for _ in $(seq 1 60); do
     docker info >/dev/null 2>&1 && return 0
     sleep 1
@@ -71,6 +74,11 @@ stop_ours() {
   [[ -s "$pidfile" ]] || return 0
   pid="$(cat "$pidfile")"
   [[ "$pid" == "$(pgrep -xo dockerd || true)" ]] || return 0
+  if [[ -n "${KUBEFERRY_ENGINE_OWNER:-}" \
+        && "$(cat "$state/dockerd.owner" 2>/dev/null || true)" != "$KUBEFERRY_ENGINE_OWNER" ]]; then
+    log "not stopping dockerd (pid $pid): another run started it, not $KUBEFERRY_ENGINE_OWNER"
+    return 0
+  fi
   log "stopping the dockerd started by $0 (pid $pid)"
   kill "$pid"
   for _ in $(seq 1 30); do kill -0 "$pid" 2>/dev/null || return 0; sleep 1; done

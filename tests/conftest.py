@@ -27,6 +27,10 @@ def _dockerd_running() -> bool:
 def pytest_sessionstart(session: pytest.Session) -> None:
     global _engine_was_running
     _engine_was_running = _dockerd_running()
+    # Inherited by the hack/ scripts the tests run: a dockerd they start is marked as this
+    # session's, so the stop below never ends one that another run (another session, a
+    # make conformance) started while this session ran.
+    os.environ.setdefault("KUBEFERRY_ENGINE_OWNER", f"pytest-{os.getpid()}")
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
