@@ -233,6 +233,34 @@ def build(inputs: GatewayInputs) -> GatewayState:
     )
 
 
+def wanted_secrets(inputs: GatewayInputs) -> frozenset[Key]:
+    """The TLS Secrets our Gateways' HTTPS listeners name and may read (ReferenceGrants
+    considered), from the same inputs as `build` but without `tls_secrets`: what to watch
+    and validate before building, so a first build does not see them all as missing."""
+    ours = inputs.controller_name
+    classes = {
+        name
+        for name, raw in inputs.gateway_classes.items()
+        if _field(raw, "spec", "controllerName") == ours
+        and _field(raw, "spec", "parametersRef") is None
+    }
+    grants = []
+    for raw in inputs.reference_grants.values():
+        try:
+            grants.append(ReferenceGrant.parse(raw))
+        except GatewayObjectError:
+            continue
+    result: set[Key] = set()
+    for raw in inputs.gateways.values():
+        if _field(raw, "spec", "gatewayClassName") not in classes:
+            continue
+        try:
+            result.update(graph_module.certificate_refs(Gateway.parse(raw), grants))
+        except GatewayObjectError:
+            continue
+    return frozenset(result)
+
+
 def _field(raw: Raw, *path: str) -> Any:
     value: Any = raw
     for name in path:

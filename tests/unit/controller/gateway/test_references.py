@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from controller.gateway.state import build
+from controller.gateway.state import build, wanted_secrets
 from tests.unit.controller.gateway.builders import (
     INFRA,
     backend,
@@ -163,6 +163,8 @@ def test_a_cross_namespace_certificate_needs_a_grant_from_gateways() -> None:
         state = build(inputs(gateways=[_https(ref)], tls_secrets=secrets, grants=grants))
         assert listener_condition(state, "https", "ResolvedRefs")[0] == expected, grants
         assert (("certs", "tls") in state.secrets) is (expected == "True")
+        # Known before any Secret is: the plumbing watches them before the first build.
+        assert wanted_secrets(inputs(gateways=[_https(ref)], grants=grants)) == state.secrets
 
 
 def test_an_https_listener_serves_its_certificate_by_sni() -> None:
