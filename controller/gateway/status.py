@@ -161,12 +161,15 @@ def gateway_status(
     key = gateway.meta.key
 
     listeners = []
+    accepted = gateway_accepted(node)
     programmed_any = False
     for ln in node.listeners:
         internal = internal_ports.get(ln.listener.port)
         programmed = listener_programmed(
             ln, internal_port=internal, bound=internal is not None and internal in bound_ports
         )
+        if not accepted.status:
+            programmed = Verdict(False, "Invalid", "the Gateway is not accepted")
         programmed_any = programmed_any or programmed.status
         listeners.append(
             {
@@ -187,7 +190,6 @@ def gateway_status(
             }
         )
 
-    accepted = _gateway_accepted(node)
     if not accepted.status:
         programmed_gw = Verdict(False, "Invalid", "the Gateway is not accepted")
     elif not any(ln.servable for ln in node.listeners):
@@ -210,7 +212,7 @@ def gateway_status(
     }
 
 
-def _gateway_accepted(node: GatewayNode) -> Verdict:
+def gateway_accepted(node: GatewayNode) -> Verdict:
     if node.gateway.has_addresses:
         return Verdict(False, "UnsupportedAddress", "spec.addresses is not supported")
     bad = [

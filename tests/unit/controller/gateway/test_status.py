@@ -295,3 +295,13 @@ def test_a_malformed_gateway_is_not_accepted_and_names_the_field() -> None:
     )
     assert conds["Accepted"]["message"].startswith("spec.listeners[0].port:")
     assert state.listeners == () and not state.gateway_services
+
+
+def test_static_addresses_are_not_supported() -> None:
+    gw = gateway()
+    gw["spec"]["addresses"] = [{"type": "IPAddress", "value": "10.1.2.3"}]
+    state = build(inputs(gateways=[gw], routes=[route()], addresses={(INFRA, "gw"): "10.0.0.1"}))
+    assert gateway_condition(state, "Accepted") == ("False", "UnsupportedAddress")
+    assert gateway_condition(state, "Programmed") == ("False", "Invalid")
+    assert listener_condition(state, "http", "Programmed") == ("False", "Invalid")
+    assert state.listeners == () and not state.gateway_services
