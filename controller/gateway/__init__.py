@@ -10,4 +10,5 @@ status writes and per-Gateway Services are the sync's (controller/sync.py and fr
   translate.py  graph -> ListenerSpecs and the Service backends they use
   status.py     the desired .status of GatewayClasses, Gateways, HTTPRoutes
   state.py      GatewayInputs, GatewayState, build()
+  memo.py       work saved between builds (parses, compiled rules, Routes, RouteTables)
 """

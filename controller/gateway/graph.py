@@ -35,7 +35,7 @@ Rules with a filter we do not implement (RequestMirror, ExtensionRef, CORS, ...)
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from controller.gateway import hostnames
@@ -160,6 +160,8 @@ class World:
     namespaces: Mapping[str, Mapping[str, str]]
     services: Mapping[Key, ServiceInfo]
     tls_secrets: Mapping[Key, SecretVerdict]
+    # rules.compile_rule, or a memo of it (controller.gateway.memo)
+    compile: Callable[[RouteRule], CompiledRule] = compile_rule
 
 
 def build_graph(world: World) -> Graph:
@@ -514,7 +516,7 @@ def _rule_node(route: HTTPRoute, rule: RouteRule, world: World, grants: _GrantIn
     compiled: CompiledRule | None = None
     if unsupported is None:
         try:
-            compiled = compile_rule(rule)
+            compiled = world.compile(rule)
         except ValueError as error:
             unsupported = str(error)
     backends = tuple(_backend(route, ref, world, grants) for ref in rule.backend_refs)

@@ -23,6 +23,7 @@ from controller.gateway import graph as graph_module
 from controller.gateway import ports as ports_module
 from controller.gateway import status as status_module
 from controller.gateway.graph import SUPPORTED_PROTOCOLS, SecretVerdict, ServicePortKey, Verdict
+from controller.gateway.memo import GatewayMemo
 from controller.gateway.objects import (
     GATEWAY_GROUP,
     Gateway,
@@ -108,7 +109,17 @@ def service_name(namespace: str, name: str) -> str:
     return f"kf-gw-{digest[:8]}"
 
 
-def build(inputs: GatewayInputs) -> GatewayState:
+def build(inputs: GatewayInputs, *, memo: GatewayMemo | None = None) -> GatewayState:
+    """The whole desired state. `memo` (kept by the caller between builds) only saves work:
+    the result equals a build without one."""
+    memo = memo if memo is not None else GatewayMemo()
+    memo.begin()
+    state = _build(inputs, memo)
+    memo.end()
+    return state
+
+
+def _build(inputs: GatewayInputs, memo: GatewayMemo) -> GatewayState:
     errors: list[str] = []
     statuses: dict[StatusKey, Mapping[str, Any]] = {}
     ours = inputs.controller_name
@@ -120,7 +131,7 @@ def build(inputs: GatewayInputs) -> GatewayState:
         if _field(raw, "spec", "controllerName") != ours:
             continue
         try:
-            gateway_class = GatewayClass.parse(raw)
+            gateway_class = memo.parse("GatewayClass", name, raw, GatewayClass.parse)
         except GatewayObjectError as error:
             errors.append(f"GatewayClass {name}: {error}")
             continue
@@ -137,7 +148,7 @@ def build(inputs: GatewayInputs) -> GatewayState:
         if _field(raw, "spec", "gatewayClassName") not in accepted_classes:
             continue
         try:
-            gateways[key] = Gateway.parse(raw)
+            gateways[key] = memo.parse("Gateway", key, raw, Gateway.parse)
             raw_gateways[key] = raw
         except GatewayObjectError as error:
             errors.append(f"Gateway {key[0]}/{key[1]}: {error}")
@@ -146,7 +157,7 @@ def build(inputs: GatewayInputs) -> GatewayState:
     routes: dict[Key, HTTPRoute] = {}
     for key, raw in sorted(inputs.http_routes.items()):
         try:
-            routes[key] = HTTPRoute.parse(raw)
+            routes[key] = memo.parse("HTTPRoute", key, raw, HTTPRoute.parse)
         except GatewayObjectError as error:
             invalid = _invalid_route_status(key, raw, error, gateways, ours, now)
             if invalid is not None:
@@ -156,7 +167,7 @@ def build(inputs: GatewayInputs) -> GatewayState:
     grants: list[ReferenceGrant] = []
     for key, raw in sorted(inputs.reference_grants.items()):
         try:
-            grants.append(ReferenceGrant.parse(raw))
+            grants.append(memo.parse("ReferenceGrant", key, raw, ReferenceGrant.parse))
         except GatewayObjectError as error:
             # Ignored: a grant only ever permits, so without it less is allowed, never more.
             errors.append(f"ReferenceGrant {key[0]}/{key[1]}: {error}")
@@ -168,6 +179,7 @@ def build(inputs: GatewayInputs) -> GatewayState:
         namespaces=inputs.namespaces,
         services=inputs.services,
         tls_secrets=inputs.tls_secrets,
+        compile=memo.compile,
     )
     graph = graph_module.build_graph(world)
 
@@ -184,7 +196,7 @@ def build(inputs: GatewayInputs) -> GatewayState:
         ),
         inputs.port_range,
     )
-    listeners, backends = translate(graph, assigned)
+    listeners, backends = translate(graph, assigned, memo=memo)
 
     services: dict[Key, GatewayService] = {}
     secrets: set[Key] = set()

@@ -20,12 +20,12 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Mapping
 
-from controller.gateway.graph import Graph, ListenerNode, RouteNode, ServicePortKey
+from controller.gateway.graph import Graph, ListenerNode, RouteNode, RuleNode, ServicePortKey
+from controller.gateway.memo import GatewayMemo
 from controller.gateway.objects import Key
 from controller.gateway.ports import GatewayPortKey
-from controller.gateway.rules import make_route
 from proxy.listeners import ListenerSpec, TlsListenerConfig
-from proxy.routing import Route, RouteTable, WeightedBackend
+from proxy.routing import Route, WeightedBackend
 from proxy.tls.certificate import Certificate
 from proxy.tls.store import CertificateSet
 
@@ -40,7 +40,7 @@ def listener_name(gateway: Key, port: int) -> str:
 
 
 def translate(
-    graph: Graph, internal_ports: Mapping[GatewayPortKey, int]
+    graph: Graph, internal_ports: Mapping[GatewayPortKey, int], *, memo: GatewayMemo
 ) -> tuple[tuple[ListenerSpec, ...], frozenset[ServicePortKey]]:
     """The listener specs, sorted by name, and every Service backend their routes use."""
     specs: list[ListenerSpec] = []
@@ -63,18 +63,19 @@ def translate(
             if internal is None:
                 continue
             names = {ln.listener.name for ln in listeners}
+            name = listener_name(gw_key, port)
             routes: dict[Route, None] = {}
             for route in by_gateway.get(gw_key, ()):
-                for item in _routes(route, gw_key, names, backends):
+                for item in _routes(route, gw_key, names, backends, memo, name):
                     routes.setdefault(item, None)
             tls = None
             if listeners[0].listener.protocol == "HTTPS":
                 tls = TlsListenerConfig(_certificates(listeners))
             specs.append(
                 ListenerSpec(
-                    name=listener_name(gw_key, port),
+                    name=name,
                     port=internal,
-                    routes=RouteTable.build(tuple(routes)),
+                    routes=memo.table(name, tuple(routes)),
                     tls=tls,
                     public_port=port,
                 )
@@ -84,9 +85,13 @@ def translate(
 
 
 def _routes(
-    node: RouteNode, gw_key: Key, listeners: set[str], backends: set[ServicePortKey]
+    node: RouteNode,
+    gw_key: Key,
+    listeners: set[str],
+    backends: set[ServicePortKey],
+    memo: GatewayMemo,
+    listener: str,
 ) -> list[Route]:
-    meta = node.route.meta
     hosts: dict[str | None, None] = {}
     for parent in node.parents:
         if parent.gateway != gw_key or not parent.accepted.status:
@@ -97,11 +102,38 @@ def _routes(
                     hosts.setdefault(host, None)
     if not hosts:
         return []
+    used = [
+        (rule_index, rule)
+        for rule_index, rule in enumerate(node.rules)
+        if rule.compiled is not None
+    ]
+    for _, rule in used:
+        if rule.compiled is not None and not rule.compiled.redirects:
+            backends.update(
+                b.service for b in rule.backends if b.service is not None and b.ref.weight > 0
+            )
+    # What the routes depend on besides the parse: hostnames here, resolved backends.
+    signature = (tuple(hosts), tuple(tuple(b.service for b in rule.backends) for _, rule in used))
+    meta = node.route.meta
+    return memo.routes_of(
+        (meta.namespace, meta.name, listener),
+        node.route,
+        signature,
+        lambda: _make_routes(node, used, tuple(hosts), memo),
+    )
+
+
+def _make_routes(
+    node: RouteNode,
+    used: list[tuple[int, RuleNode]],
+    hosts: tuple[str | None, ...],
+    memo: GatewayMemo,
+) -> list[Route]:
+    meta = node.route.meta
     result: list[Route] = []
-    for rule_index, rule in enumerate(node.rules):
+    for rule_index, rule in used:
         compiled = rule.compiled
-        if compiled is None:
-            continue
+        assert compiled is not None  # `used` holds compiled rules only
         weighted: tuple[WeightedBackend, ...] = ()
         if not compiled.redirects:
             weighted = tuple(
@@ -110,14 +142,11 @@ def _routes(
                 )
                 for b in rule.backends
             )
-            backends.update(
-                b.service for b in rule.backends if b.service is not None and b.ref.weight > 0
-            )
         for match_index, match in enumerate(compiled.matches):
             order = (meta.created, f"{meta.namespace}/{meta.name}", rule_index, match_index)
             for host in hosts:
                 result.append(
-                    make_route(match, compiled.filters, host=host, backends=weighted, order=order)
+                    memo.route(match, compiled.filters, host=host, backends=weighted, order=order)
                 )
     return result
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from controller.gateway.memo import GatewayMemo
 from controller.gateway.objects import Gateway, GatewayObjectError, HTTPRoute, ReferenceGrant
 from controller.gateway.state import build, service_name
 from controller.gateway.translate import upstream_name
@@ -225,3 +226,33 @@ def test_defaults_are_the_crds() -> None:
     )
     no_rules = HTTPRoute.parse({"metadata": {"name": "r", "namespace": "n"}, "spec": {}})
     assert len(no_rules.rules) == 1 and no_rules.rules[0].backend_refs == ()
+
+
+def test_a_memo_saves_work_and_never_changes_the_result() -> None:
+    memo = GatewayMemo()
+    world = _world()
+    first = build(inputs(**world), memo=memo)  # type: ignore[arg-type]
+    assert first == build(inputs(**world))  # type: ignore[arg-type]
+    again = build(inputs(**world), memo=memo)  # type: ignore[arg-type]
+    assert again == first
+    # Unchanged listeners keep their RouteTable objects: the data plane swaps nothing.
+    assert all(a.routes is b.routes for a, b in zip(again.listeners, first.listeners, strict=True))
+    # A changed route is read again; what it no longer needs is dropped from the memo.
+    routes = list(world["routes"])  # type: ignore[call-overload]
+    routes[1] = route("b", rules=[rule(path="/c")], parents=[parent("one", section="alt")])
+    world["routes"] = routes
+    changed = build(inputs(**world), memo=memo)  # type: ignore[arg-type]
+    assert changed == build(inputs(**world))  # type: ignore[arg-type]
+    assert changed != first
+    assert repr(memo).startswith("<GatewayMemo 6 objects")  # class, 2 Gateways, 2 routes, grant
+    world["routes"] = routes[:1]
+    build(inputs(**world), memo=memo)  # type: ignore[arg-type]
+    assert repr(memo).startswith("<GatewayMemo 5 objects")
+
+
+def test_a_memo_remembers_a_broken_object_and_still_reports_it() -> None:
+    memo = GatewayMemo()
+    broken = [route(rules=[{"backendRefs": [{"port": 80}]}])]
+    for _ in range(2):
+        state = build(inputs(gateways=[gateway()], routes=broken), memo=memo)
+        assert any("spec.rules[0].backendRefs[0].name" in e for e in state.errors)
