@@ -25,7 +25,7 @@ import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from controller.annotations import Defaults, Mode
 from controller.cache import Cache, GatewayStreams, WatchScope
@@ -41,6 +41,9 @@ from proxy.routing import Router, RouteTable
 from proxy.settings import Settings
 from proxy.tls.files import FileReloader
 from proxy.tls.store import CertificateStore
+
+if TYPE_CHECKING:  # imported only with --gateway-api
+    from controller.gateway_sync import GatewaySync, GatewayWriter
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +166,22 @@ class Controller:
         if events is None:
             self._recorder = KubeEventRecorder.from_client(api_client)
             events = self._recorder
+        self.gateway: GatewaySync | None = None
+        self._gateway_writer: GatewayWriter | None = None
+        if options.gateway is not None:
+            from controller.gateway_sync import GatewaySync, GatewayWriter
+
+            self.gateway = GatewaySync(
+                self.cache, options.gateway, Defaults.from_settings(settings)
+            )
+            self._gateway_writer = GatewayWriter(
+                api_client,
+                listeners=self.plane,
+                service_namespace=options.gateway.service_namespace,
+                on_bound=self._gateway_bound,
+                backoff_initial_seconds=self._watch_timing.backoff_initial_seconds,
+                backoff_max_seconds=self._watch_timing.backoff_max_seconds,
+            )
         self.sync = Sync(
             self.cache,
             selection=options.selection(),
@@ -175,6 +194,8 @@ class Controller:
             events=events,
             metrics=self.metrics,
             resync_interval_seconds=settings.controller.resync_interval_seconds,
+            gateway=self.gateway,
+            gateway_sink=self._gateway_writer,
         )
         # Lifecycle state for start()/stop().
         self._started = asyncio.Event()
@@ -182,6 +203,18 @@ class Controller:
 
     def __repr__(self) -> str:
         return f"<Controller {self.options.mode} {self.cache!r} {self.sync!r} {self.plane!r}>"
+
+    def _gateway_bound(self, ports: frozenset[int]) -> None:
+        # The data plane bound (or closed) Gateway listener sockets: statuses may change
+        # (Programmed), so the sync runs again.
+        if self.gateway is not None and ports != self.gateway.bound_ports:
+            self.gateway.bound_ports = ports
+            self.cache.changed.notify()
+
+    @property
+    def gateway_writes(self) -> int:
+        """Status writes sent so far (0 without --gateway-api): a test and debug aid."""
+        return 0 if self._gateway_writer is None else self._gateway_writer.writes
 
     @property
     def ports(self) -> tuple[int, ...]:
@@ -211,6 +244,8 @@ class Controller:
             loops.append(self._recorder.run)
         if self.secrets is not None:
             loops.append(self.secrets.run)
+        if self._gateway_writer is not None:
+            loops.append(self._gateway_writer.run)
         if self._reloader is not None:
             loops.append(self._reloader.run)
         return loops

@@ -26,7 +26,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from controller.annotations import Defaults, Problem
 from controller.cache import Changes
@@ -38,6 +38,9 @@ from proxy.model import UpstreamSpec
 from proxy.routing import RouteTable
 from proxy.tls.certificate import Certificate
 from proxy.tls.store import CertificateSet
+
+if TYPE_CHECKING:  # only with --gateway-api is the Gateway side imported at all
+    from controller.gateway_sync import GatewayDesired
 
 logger = logging.getLogger("kubeferry.controller")
 
@@ -81,6 +84,19 @@ class SecretInterest(Protocol):
     """The Secret watches: told which (namespace, name) Secrets the Services name."""
 
     def want(self, secrets: frozenset[tuple[str, str]]) -> None: ...
+
+
+class GatewaySource(Protocol):
+    """The Gateway API side (controller.gateway_sync.GatewaySync): its desired state, rebuilt
+    when `force` says Services, slices or Secrets changed (None: not listed yet)."""
+
+    def sync(self, *, force: bool = False) -> GatewayDesired | None: ...
+
+
+class GatewaySink(Protocol):
+    """Applies a Gateway desired state: listeners, Services, statuses (GatewayWriter)."""
+
+    def want(self, desired: GatewayDesired) -> None: ...
 
 
 class ReadinessSink(Protocol):
@@ -172,6 +188,8 @@ class Sync:
         metrics: SyncMetrics | None = None,
         clock: Callable[[], float] = time.monotonic,
         resync_interval_seconds: float = 0.0,
+        gateway: GatewaySource | None = None,
+        gateway_sink: GatewaySink | None = None,
     ) -> None:
         if selection.mode == "ingress" and router is None:
             raise ValueError("ingress mode needs a router for the routes")
@@ -189,6 +207,8 @@ class Sync:
         if resync_interval_seconds < 0:
             raise ValueError("resync_interval_seconds must be 0 (off) or positive")
         self._resync_interval_seconds = resync_interval_seconds
+        self._gateway = gateway
+        self._gateway_sink = gateway_sink
         self._pushed: Mapping[str, UpstreamSpec] | None = None
         self._table: RouteTable | None = None
         self._certs: Mapping[str, Certificate] | None = None
@@ -253,14 +273,21 @@ class Sync:
         with collector_paused() if full else contextlib.nullcontext():
             state = self._state
             desired = state.rebuild() if changes is None or full else state.update(changes)
-            delta = _delta(self._pushed or {}, desired.upstreams)
+            gateway = None
+            if self._gateway is not None:
+                gateway = self._gateway.sync(force=full or bool(changes))
+            upstreams = desired.upstreams
+            if gateway is not None and gateway.upstreams:
+                # Distinct names (`ns/name:port`), so one set for the data plane.
+                upstreams = {**desired.upstreams, **gateway.upstreams}
+            delta = _delta(self._pushed or {}, upstreams)
             pushed_upstreams = False
             if self._pushed is None or delta:
                 if full:
-                    self._dataplane.apply(desired.upstreams)
+                    self._dataplane.apply(upstreams)
                 else:
                     self._dataplane.update(delta)
-                self._pushed = desired.upstreams
+                self._pushed = upstreams
                 pushed_upstreams = True
         pushed_certificates = False
         sink = self._certificate_sink
@@ -293,7 +320,13 @@ class Sync:
 
         # Reporting, watch interest and readiness after the state change.
         if self._secret_interest is not None:
-            self._secret_interest.want(desired.secrets)
+            wanted = desired.secrets
+            if gateway is not None and gateway.secrets:
+                wanted = wanted | gateway.secrets
+            self._secret_interest.want(wanted)
+        if gateway is not None and self._gateway_sink is not None:
+            # Listeners, Services and statuses: after the upstreams their routes name.
+            self._gateway_sink.want(gateway)
         if pushed_certificates:
             _log_certificates(desired.certificates)
         for service, problem in new:

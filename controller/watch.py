@@ -252,7 +252,7 @@ class _Stream:
                 quiet = (
                     self._kind in GATEWAY_CRD_KINDS
                     and reason == "http_404"
-                    and not self._notice.not_found(self._kind, str(exc))
+                    and not self._notice.not_found(self._kind, str(exc).strip())
                 )
                 log.log(
                     logging.DEBUG if quiet else logging.WARNING,

@@ -1,0 +1,436 @@
+"""The Gateway API side of the sync: the cache in, `controller.gateway.state.build` in the
+middle, the data plane's listeners, upstreams, status writes and owned Services out.
+
+Two halves, as everywhere in the controller: `GatewaySync.sync` is a plain def that the sync
+(controller.sync) calls in the same step as the annotated mode's rebuild, so listeners and
+the upstreams their routes name change together; it returns a `GatewayDesired`. The I/O it
+implies (binding listener sockets, writing `/status`, creating, patching and deleting the
+per-Gateway Services) is `GatewayWriter`'s, a task that takes the latest desired state
+(`want`, never a queue) and applies it, retrying failures with backoff.
+
+Level-triggered and whole: every sync that can have changed anything (a Gateway API object,
+a Service, a slice or a Secret changed, or the listeners bound) rebuilds the whole Gateway
+state from the cache. Nothing is written before every Gateway API stream has listed once, so
+a Service is never deleted for a Gateway merely not listed yet. A status is written only when
+it differs from the object's (controller.gateway.status_writer), so an unchanged state costs
+no API call and leaves every resourceVersion alone.
+
+The upstream of each Service backend (`namespace/name:port`, controller.gateway.translate) is
+built as the annotated mode builds one: endpoints from the Service's EndpointSlices on the
+port's name (controller.translate), with the settings' strategy, health checks and outlier
+detection; so Gateway routes get the same health checks and failover.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+import random
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Protocol
+
+from controller.annotations import Defaults
+from controller.backoff import Backoff
+from controller.cache import GatewayKind, Key, RawObject
+from controller.certificates import SecretCertificates
+from controller.gateway import services as owned_services
+from controller.gateway import status_writer
+from controller.gateway.graph import SecretVerdict, ServicePortKey
+from controller.gateway.ports import PortRange
+from controller.gateway.state import GatewayInputs, GatewayState, build
+from controller.gateway.translate import upstream_name
+from controller.objects import ClusterView, ServiceInfo, SliceInfo, mapping
+from controller.translate import endpoints_of
+from proxy.listeners import ListenerReport, ListenerSpec
+from proxy.model import UpstreamSpec
+
+if TYPE_CHECKING:  # controller.app imports this module
+    from controller.app import GatewayOptions
+
+logger = logging.getLogger("kubeferry.controller.gateway")
+
+_NO_UPSTREAMS: Mapping[str, UpstreamSpec] = MappingProxyType({})
+
+
+class GatewayView(ClusterView, Protocol):
+    """The cache as the Gateway sync reads it."""
+
+    @property
+    def gateway_listed(self) -> bool: ...
+
+    def gateway_objects(self, kind: GatewayKind) -> Mapping[Key, RawObject]: ...
+
+    def take_gateway_changed(self) -> bool: ...
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayDesired:
+    """What one Gateway sync wants: the data plane's listeners and the upstreams their routes
+    use, the status writes and Service changes still to make, the Secrets to watch."""
+
+    listeners: tuple[ListenerSpec, ...] = ()
+    upstreams: Mapping[str, UpstreamSpec] = field(default_factory=lambda: _NO_UPSTREAMS)
+    statuses: tuple[status_writer.StatusWrite, ...] = ()
+    services: tuple[owned_services.ServiceChange, ...] = ()
+    secrets: frozenset[Key] = frozenset()
+    errors: tuple[str, ...] = ()
+
+
+def rfc3339_now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class GatewaySync:
+    """Builds the Gateway state from the cache (plain defs only).
+
+    Mutable state:
+      bound_ports   the internal ports the data plane reported bound (set by the writer)
+      _built_ports  the bound ports the last build saw
+      _desired      the last result (None: nothing built yet)
+      _upstreams    backend -> (Service, slices, spec) of the last build, reused while its
+                    inputs are the same objects, so an unchanged upstream is the same object
+      _errors       malformed objects already logged
+      certificates  the listener Secrets' validations and last good certificates
+    """
+
+    def __init__(
+        self,
+        view: GatewayView,
+        options: GatewayOptions,
+        defaults: Defaults,
+        *,
+        now: Callable[[], str] = rfc3339_now,
+    ) -> None:
+        self._view = view
+        self._options = options
+        self._defaults = defaults
+        self._now = now
+        self._port_range = PortRange(*options.port_range)
+        self.bound_ports: frozenset[int] = frozenset()
+        self._built_ports: frozenset[int] | None = None
+        self._desired: GatewayDesired | None = None
+        self._upstreams: dict[
+            ServicePortKey, tuple[ServiceInfo, Sequence[SliceInfo], UpstreamSpec]
+        ] = {}
+        self._errors: frozenset[str] = frozenset()
+        self._secrets: frozenset[Key] = frozenset()
+        self.certificates = SecretCertificates()
+
+    def __repr__(self) -> str:
+        desired = self._desired
+        if desired is None:
+            return "<GatewaySync nothing built>"
+        return (
+            f"<GatewaySync {len(desired.listeners)} listeners, {len(desired.upstreams)} "
+            f"upstreams, {len(desired.statuses)} status writes pending>"
+        )
+
+    @property
+    def pending(self) -> int | None:
+        """Status writes and Service changes the last build still found to do (None: nothing
+        built yet); 0 once the cluster shows everything the model wants."""
+        desired = self._desired
+        return None if desired is None else len(desired.statuses) + len(desired.services)
+
+    def sync(self, *, force: bool = False) -> GatewayDesired | None:
+        """The desired Gateway state, rebuilt when anything it reads may have changed (`force`:
+        a Service, slice or Secret did); None until every Gateway API stream has listed."""
+        view = self._view
+        if not view.gateway_listed:
+            return None
+        changed = view.take_gateway_changed()
+        if self._desired is not None and not (
+            force or changed or self.bound_ports != self._built_ports
+        ):
+            return self._desired
+        self._built_ports = self.bound_ports
+        state = build(self.inputs())
+        desired = GatewayDesired(
+            listeners=state.listeners,
+            upstreams=self._build_upstreams(state),
+            statuses=self._status_writes(state),
+            services=owned_services.changes(
+                state.gateway_services.values(),
+                view.gateway_objects("GatewayService"),
+                namespace=self._options.service_namespace,
+                selector=self._options.service_selector,
+            ),
+            secrets=state.secrets,
+            errors=state.errors,
+        )
+        self._secrets = state.secrets
+        new_errors = [e for e in state.errors if e not in self._errors]
+        self._errors = frozenset(state.errors)
+        for error in new_errors:
+            logger.warning(
+                "invalid Gateway API object: %s",
+                error,
+                extra={"event": "invalid_gateway_object", "error": error},
+            )
+        self._desired = desired
+        return desired
+
+    def inputs(self) -> GatewayInputs:
+        view = self._view
+        objects = view.gateway_objects
+        return GatewayInputs(
+            controller_name=self._options.controller_name,
+            gateway_classes=MappingProxyType(
+                {name: obj.body for (_, name), obj in objects("GatewayClass").items()}
+            ),
+            gateways=_bodies(objects("Gateway")),
+            http_routes=_bodies(objects("HTTPRoute")),
+            reference_grants=_bodies(objects("ReferenceGrant")),
+            namespaces=MappingProxyType(
+                {name: _labels(obj) for (_, name), obj in objects("Namespace").items()}
+            ),
+            services=view.services(),
+            tls_secrets=MappingProxyType(self._tls_secrets()),
+            addresses=MappingProxyType(
+                owned_services.addresses(objects("GatewayService").values())
+            ),
+            bound_ports=self.bound_ports,
+            port_range=self._port_range,
+            now=self._now(),
+        )
+
+    def _tls_secrets(self) -> dict[Key, SecretVerdict]:
+        """The listener Secrets of the last build that the cache has listed: a certificate
+        (the last good one of a Secret gone bad) or why there is none; absent if not found."""
+        verdicts: dict[Key, SecretVerdict] = {}
+        self.certificates.keep_only(set(self._secrets))
+        for key in sorted(self._secrets):
+            if not self._view.secret_listed(*key):
+                continue
+            secret = self._view.secret(*key)
+            if secret is None:
+                continue
+            looked = self.certificates.look(key, secret, listed=True)
+            if looked.certificate is not None:
+                verdicts[key] = looked.certificate
+            elif looked.problem is not None:
+                verdicts[key] = looked.problem.reason
+        return verdicts
+
+    def _build_upstreams(self, state: GatewayState) -> Mapping[str, UpstreamSpec]:
+        services = self._view.services()
+        upstreams: dict[str, UpstreamSpec] = {}
+        kept: dict[ServicePortKey, tuple[ServiceInfo, Sequence[SliceInfo], UpstreamSpec]] = {}
+        for backend in sorted(state.backends):
+            namespace, name, _ = backend
+            service = services.get((namespace, name))
+            if service is None:
+                continue  # the model reports BackendNotFound; its share answers 500
+            slices = self._view.slices_for(namespace, name)
+            memo = self._upstreams.get(backend)
+            if memo is not None and memo[0] is service and memo[1] is slices:
+                spec = memo[2]
+            else:
+                spec = self._upstream(backend, service, slices)
+                if memo is not None and memo[2] == spec:
+                    spec = memo[2]  # equal: keep the object the data plane holds
+            kept[backend] = (service, slices, spec)
+            upstreams[spec.name] = spec
+        self._upstreams = kept
+        return MappingProxyType(upstreams)
+
+    def _upstream(
+        self, backend: ServicePortKey, service: ServiceInfo, slices: Sequence[SliceInfo]
+    ) -> UpstreamSpec:
+        port = next(
+            (p for p in service.ports if p.port == backend[2] and p.protocol.upper() == "TCP"),
+            None,
+        )
+        endpoints = () if port is None else endpoints_of(service, slices, port_name=port.name)
+        defaults = self._defaults
+        return UpstreamSpec(
+            name=upstream_name(backend),
+            endpoints=endpoints,
+            strategy=defaults.strategy,
+            hash_on=defaults.hash_on,
+            health=defaults.health,
+            outlier=defaults.outlier,
+        )
+
+    def _status_writes(self, state: GatewayState) -> tuple[status_writer.StatusWrite, ...]:
+        kinds: Mapping[str, GatewayKind] = {
+            "GatewayClass": "GatewayClass",
+            "Gateway": "Gateway",
+            "HTTPRoute": "HTTPRoute",
+        }
+        writes = []
+        for (kind, namespace, name), desired in sorted(state.statuses.items()):
+            obj = self._view.gateway_objects(kinds[kind]).get((namespace, name))
+            if obj is None:
+                continue
+            patch = status_writer.status_patch(desired, mapping(obj.body.get("status")))
+            if patch is not None:
+                writes.append(
+                    status_writer.StatusWrite(kind, namespace, name, obj.resource_version, patch)
+                )
+        return tuple(writes)
+
+
+def _bodies(objects: Mapping[Key, RawObject]) -> Mapping[Key, Mapping[str, Any]]:
+    return MappingProxyType({key: obj.body for key, obj in objects.items()})
+
+
+def _labels(namespace: RawObject) -> Mapping[str, str]:
+    labels = mapping(namespace.metadata.get("labels"))
+    return MappingProxyType({str(k): str(v) for k, v in labels.items()})
+
+
+# -- the I/O ------------------------------------------------------------------------------------
+
+
+class ListenerSink(Protocol):
+    """The data plane's dynamic listeners (proxy.app.DataPlane)."""
+
+    async def set_listeners(self, specs: Sequence[ListenerSpec]) -> ListenerReport: ...
+
+
+class GatewayWriter:
+    """Applies the latest `GatewayDesired`: listeners first (so Programmed can follow), then
+    the owned Services, then the statuses. A failed call is logged and everything is tried
+    again after a backoff, with whatever is desired by then; `CancelledError` ends it.
+
+    Mutable state (event loop only): `_wanted` (the latest desired state), `_applied` (the
+    one last applied without failure), `_listeners` (the specs last accepted whole by the data
+    plane), `_written` (status writes sent, by object and the resourceVersion they were
+    computed from, so a sync before the watch brings the new object does not send them twice).
+    """
+
+    def __init__(
+        self,
+        api: Any,
+        *,
+        listeners: ListenerSink,
+        service_namespace: str,
+        on_bound: Callable[[frozenset[int]], None],
+        backoff_initial_seconds: float = 0.5,
+        backoff_max_seconds: float = 30.0,
+        rng: random.Random | None = None,
+        sleep: Callable[[float], Any] = asyncio.sleep,
+    ) -> None:
+        from kubernetes_asyncio import client
+
+        self._core = client.CoreV1Api(api)
+        self._custom = client.CustomObjectsApi(api)
+        self._plane = listeners
+        self._namespace = service_namespace
+        self._on_bound = on_bound
+        self._sleep = sleep
+        self._backoff = Backoff(
+            initial_seconds=backoff_initial_seconds,
+            max_seconds=backoff_max_seconds,
+            rng=rng or random.Random(),
+        )
+        self._wanted: GatewayDesired | None = None
+        self._applied: GatewayDesired | None = None
+        self._listeners: tuple[ListenerSpec, ...] | None = None
+        self._written: dict[tuple[str, str, str], tuple[str, Mapping[str, Any]]] = {}
+        self._wake = asyncio.Event()
+        self.writes = 0  # status writes sent (a test and debug aid)
+
+    def __repr__(self) -> str:
+        return f"<GatewayWriter {self.writes} status writes, failures={self._backoff.failures}>"
+
+    def want(self, desired: GatewayDesired) -> None:
+        """Apply `desired` next (replacing anything not applied yet). Plain def."""
+        if desired is not self._applied:
+            self._wanted = desired
+            self._wake.set()
+
+    async def run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            desired = self._wanted
+            if desired is None:
+                continue
+            failed = await self.apply(desired)
+            if failed:
+                delay = self._backoff.next_delay()
+                logger.warning(
+                    "Gateway API writes failed (%s); retrying in %.2fs",
+                    "; ".join(failed[:5]),
+                    delay,
+                    extra={
+                        "event": "gateway_write_failed",
+                        "failures": failed,
+                        "delay_seconds": round(delay, 3),
+                    },
+                )
+                await self._sleep(delay)
+                self._applied = None
+                self._wake.set()  # again, with whatever is wanted by then
+            else:
+                self._backoff.reset()
+                self._applied = desired
+
+    async def apply(self, desired: GatewayDesired) -> list[str]:
+        """Make the calls `desired` implies; returns what failed (empty: all done)."""
+        failed: list[str] = []
+        if desired.listeners != self._listeners:
+            try:
+                report = await self._plane.set_listeners(desired.listeners)
+            except Exception as error:  # a boundary: the next attempt opens them
+                failed.append(f"listeners: {error}")
+            else:
+                self._on_bound(report.ports)
+                if report.failed:
+                    failed.extend(f"listener {n}: {why}" for n, why in report.failed.items())
+                else:
+                    self._listeners = desired.listeners
+        for change in desired.services:
+            try:
+                await owned_services.apply(self._core, self._namespace, change)
+            except Exception as error:
+                failed.append(f"{change}: {_describe(error)}")
+            else:
+                logger.info(
+                    "%s for its Gateway",
+                    change,
+                    extra={
+                        "event": "gateway_service",
+                        "action": change.action,
+                        "name": change.name,
+                    },
+                )
+        for write in desired.statuses:
+            key = (write.kind, write.namespace, write.name)
+            if self._written.get(key) == (write.resource_version, write.patch):
+                continue  # sent already; the watch has not brought the result yet
+            try:
+                await status_writer.write(self._custom, write)
+            except Exception as error:
+                if getattr(error, "status", None) == 409:
+                    # Changed since it was read: the watch brings the new object and the
+                    # next sync computes the status again from it.
+                    continue
+                if getattr(error, "status", None) == 404:
+                    continue  # deleted meanwhile
+                failed.append(f"status of {write}: {_describe(error)}")
+            else:
+                self.writes += 1
+                self._written[key] = (write.resource_version, write.patch)
+                logger.debug(
+                    "wrote the status of %s",
+                    write,
+                    extra={"event": "gateway_status", "object": str(write)},
+                )
+        wanted = {(w.kind, w.namespace, w.name) for w in desired.statuses}
+        for key in [k for k in self._written if k not in wanted]:
+            del self._written[key]  # done (or no longer wanted): forget it
+        return failed
+
+
+def _describe(error: BaseException) -> str:
+    status = getattr(error, "status", None)
+    reason = getattr(error, "reason", None)
+    if status is not None:
+        return f"HTTP {status} {reason or ''}".strip()
+    return repr(error)
