@@ -39,41 +39,32 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from controller.gateway import hostnames
-from controller.gateway.objects import (
-    CORE_GROUP,
-    GATEWAY_GROUP,
-    HTTP_ROUTE_KIND,
+from controller.gateway.httproute import (
     SUPPORTED_FILTERS,
     BackendRef,
-    Gateway,
-    GrantFrom,
-    GrantTo,
     HTTPRoute,
-    Key,
-    Listener,
     ParentRef,
-    ReferenceGrant,
-    RouteGroupKind,
     RouteRule,
 )
+from controller.gateway.objects import (
+    GATEWAY_GROUP,
+    HTTP_ROUTE_KIND,
+    Gateway,
+    Key,
+    Listener,
+    ReferenceGrant,
+    RouteGroupKind,
+)
+from controller.gateway.references import GrantIndex, listener_certificates, resolve_backend
+from controller.gateway.references import SecretVerdict as SecretVerdict
+from controller.gateway.references import ServicePortKey as ServicePortKey
+from controller.gateway.references import Verdict as Verdict
+from controller.gateway.references import certificate_refs as certificate_refs
 from controller.gateway.rules import CompiledRule, compile_rule
 from controller.objects import ServiceInfo
 from proxy.tls.certificate import Certificate
 
 SUPPORTED_PROTOCOLS = ("HTTP", "HTTPS")
-# What the TLS Secrets of the cache are, for the model: a certificate that passed
-# controller/certificates.py's checks, or the reason it did not.
-SecretVerdict = Certificate | str
-ServicePortKey = tuple[str, str, int]  # (namespace, Service name, port)
-
-
-@dataclass(frozen=True, slots=True)
-class Verdict:
-    """A condition before it has times: status, reason, message."""
-
-    status: bool
-    reason: str
-    message: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,7 +156,7 @@ class World:
 
 
 def build_graph(world: World) -> Graph:
-    grants = _GrantIndex(world.grants)
+    grants = GrantIndex(world.grants)
     gateways = {key: _gateway_node(gw, world, grants) for key, gw in sorted(world.gateways.items())}
     routes: dict[Key, RouteNode] = {}
     attached: dict[tuple[Key, str], int] = defaultdict(int)
@@ -183,21 +174,6 @@ def build_graph(world: World) -> Graph:
     return Graph(gateways, routes, dict(attached))
 
 
-# -- ReferenceGrants -----------------------------------------------------------------------
-
-
-class _GrantIndex:
-    def __init__(self, grants: Sequence[ReferenceGrant]) -> None:
-        self._by_namespace: dict[str, list[ReferenceGrant]] = defaultdict(list)
-        for grant in grants:
-            self._by_namespace[grant.meta.namespace].append(grant)
-
-    def permits(self, *, from_: GrantFrom, to_namespace: str, to: GrantTo) -> bool:
-        if from_.namespace == to_namespace:
-            return True
-        return any(g.permits(from_=from_, to=to) for g in self._by_namespace.get(to_namespace, ()))
-
-
 # -- listeners -----------------------------------------------------------------------------
 
 _OK_ACCEPTED = Verdict(True, "Accepted")
@@ -205,7 +181,7 @@ _OK_RESOLVED = Verdict(True, "ResolvedRefs")
 _NO_CONFLICT = Verdict(False, "NoConflicts")
 
 
-def _gateway_node(gateway: Gateway, world: World, grants: _GrantIndex) -> GatewayNode:
+def _gateway_node(gateway: Gateway, world: World, grants: GrantIndex) -> GatewayNode:
     conflicts = _conflicts(gateway.listeners)
     nodes = tuple(
         _listener_node(gateway, listener, conflicts.get(listener.name), world, grants)
@@ -244,7 +220,7 @@ def _listener_node(
     listener: Listener,
     conflict: Verdict | None,
     world: World,
-    grants: _GrantIndex,
+    grants: GrantIndex,
 ) -> ListenerNode:
     if listener.protocol not in SUPPORTED_PROTOCOLS:
         return ListenerNode(
@@ -284,7 +260,9 @@ def _listener_node(
     certificate: Certificate | None = None
     certificates_ok = True
     if listener.protocol == "HTTPS":
-        certificate, cert_problems = _certificates(gateway, listener, world, grants)
+        certificate, cert_problems = listener_certificates(
+            gateway, listener, world.tls_secrets, grants
+        )
         certificates_ok = certificate is not None and not cert_problems
         problems.extend(cert_problems)
     resolved = _OK_RESOLVED
@@ -301,89 +279,6 @@ def _listener_node(
     )
 
 
-def _certificates(
-    gateway: Gateway, listener: Listener, world: World, grants: _GrantIndex
-) -> tuple[Certificate | None, list[Verdict]]:
-    """The certificate to serve (the first good one) and what is wrong with the others."""
-    refs = listener.tls.certificate_refs if listener.tls is not None else ()
-    if not refs:
-        return None, [Verdict(False, "InvalidCertificateRef", "HTTPS needs tls.certificateRefs")]
-    found: Certificate | None = None
-    problems: list[Verdict] = []
-    gw_ns = gateway.meta.namespace
-    for i, ref in enumerate(refs):
-        where = f"tls.certificateRefs[{i}]"
-        namespace = ref.namespace or gw_ns
-        if ref.group != CORE_GROUP or ref.kind != "Secret":
-            problems.append(
-                Verdict(
-                    False,
-                    "InvalidCertificateRef",
-                    f"{where}: {ref.group or 'core'}/{ref.kind} is not a Secret",
-                )
-            )
-            continue
-        permitted = grants.permits(
-            from_=GrantFrom(GATEWAY_GROUP, "Gateway", gw_ns),
-            to_namespace=namespace,
-            to=GrantTo(CORE_GROUP, "Secret", ref.name),
-        )
-        if not permitted:
-            problems.append(
-                Verdict(
-                    False,
-                    "RefNotPermitted",
-                    f"{where}: Secret {namespace}/{ref.name} is in another "
-                    "namespace and no ReferenceGrant allows it",
-                )
-            )
-            continue
-        verdict = world.tls_secrets.get((namespace, ref.name))
-        if verdict is None:
-            problems.append(
-                Verdict(
-                    False,
-                    "InvalidCertificateRef",
-                    f"{where}: Secret {namespace}/{ref.name} not found",
-                )
-            )
-        elif isinstance(verdict, str):
-            problems.append(
-                Verdict(
-                    False,
-                    "InvalidCertificateRef",
-                    f"{where}: Secret {namespace}/{ref.name}: {verdict}",
-                )
-            )
-        elif found is None:
-            found = verdict
-    return found, problems
-
-
-def certificate_refs(gateway: Gateway, grants: Sequence[ReferenceGrant]) -> set[Key]:
-    """The Secrets a Gateway's HTTPS listeners may read (permitted ones only), for the
-    plumbing to watch."""
-    index = _GrantIndex(grants)
-    result: set[Key] = set()
-    gw_ns = gateway.meta.namespace
-    for listener in gateway.listeners:
-        if listener.protocol != "HTTPS" or listener.tls is None:
-            continue
-        for ref in listener.tls.certificate_refs:
-            namespace = ref.namespace or gw_ns
-            if (
-                ref.group == CORE_GROUP
-                and ref.kind == "Secret"
-                and index.permits(
-                    from_=GrantFrom(GATEWAY_GROUP, "Gateway", gw_ns),
-                    to_namespace=namespace,
-                    to=GrantTo(CORE_GROUP, "Secret", ref.name),
-                )
-            ):
-                result.add((namespace, ref.name))
-    return result
-
-
 # -- routes --------------------------------------------------------------------------------
 
 
@@ -391,7 +286,7 @@ def _route_node(
     route: HTTPRoute,
     gateways: Mapping[Key, GatewayNode],
     world: World,
-    grants: _GrantIndex,
+    grants: GrantIndex,
 ) -> RouteNode | None:
     """None when no parentRef names one of our Gateways (the route is not ours to report)."""
     rules = tuple(_rule_node(route, rule, world, grants) for rule in route.rules)
@@ -511,7 +406,7 @@ def _allows(
     return allowed.selector is not None and allowed.selector.matches(labels)
 
 
-def _rule_node(route: HTTPRoute, rule: RouteRule, world: World, grants: _GrantIndex) -> RuleNode:
+def _rule_node(route: HTTPRoute, rule: RouteRule, world: World, grants: GrantIndex) -> RuleNode:
     unsupported = _unsupported(rule)
     compiled: CompiledRule | None = None
     if unsupported is None:
@@ -519,7 +414,10 @@ def _rule_node(route: HTTPRoute, rule: RouteRule, world: World, grants: _GrantIn
             compiled = world.compile(rule)
         except ValueError as error:
             unsupported = str(error)
-    backends = tuple(_backend(route, ref, world, grants) for ref in rule.backend_refs)
+    backends = tuple(
+        BackendNode(ref, *resolve_backend(route.meta.namespace, ref, world.services, grants))
+        for ref in rule.backend_refs
+    )
     return RuleNode(rule, backends, compiled, unsupported)
 
 
@@ -533,49 +431,3 @@ def _unsupported(rule: RouteRule) -> str | None:
     if any(ref.has_filters for ref in rule.backend_refs):
         return "filters on backendRefs are not supported"
     return None
-
-
-def _backend(route: HTTPRoute, ref: BackendRef, world: World, grants: _GrantIndex) -> BackendNode:
-    namespace = ref.namespace or route.meta.namespace
-    name = f"{namespace}/{ref.name}"
-    if ref.group != CORE_GROUP or ref.kind != "Service":
-        return BackendNode(
-            ref,
-            None,
-            Verdict(
-                False,
-                "InvalidKind",
-                f"backendRef {ref.group or 'core'}/{ref.kind} {name} is not a Service",
-            ),
-        )
-    permitted = grants.permits(
-        from_=GrantFrom(GATEWAY_GROUP, "HTTPRoute", route.meta.namespace),
-        to_namespace=namespace,
-        to=GrantTo(CORE_GROUP, "Service", ref.name),
-    )
-    if not permitted:
-        return BackendNode(
-            ref,
-            None,
-            Verdict(
-                False,
-                "RefNotPermitted",
-                f"Service {name} is in another namespace and no ReferenceGrant allows it",
-            ),
-        )
-    service = world.services.get((namespace, ref.name))
-    if service is None:
-        return BackendNode(
-            ref, None, Verdict(False, "BackendNotFound", f"Service {name} not found")
-        )
-    if ref.port is None:
-        return BackendNode(
-            ref,
-            None,
-            Verdict(False, "BackendNotFound", f"backendRef to Service {name} has no port"),
-        )
-    if not any(p.port == ref.port for p in service.ports):
-        return BackendNode(
-            ref, None, Verdict(False, "BackendNotFound", f"Service {name} has no port {ref.port}")
-        )
-    return BackendNode(ref, (namespace, ref.name, ref.port))

@@ -25,7 +25,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-from controller.gateway.objects import GatewayObjectError, RouteRule
+from controller.gateway.fields import GatewayObjectError
+from controller.gateway.httproute import RouteRule
 from controller.gateway.rules import CompiledMatch, CompiledRule, compile_rule, make_route
 from proxy.routing import Filter, Route, RouteTable, WeightedBackend
 

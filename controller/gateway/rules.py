@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from controller.gateway.objects import HeaderModifier, RouteFilter, RouteRule
+from controller.gateway.httproute import HeaderModifier, RouteFilter, RouteRule
 from proxy.routing import (
     Filter,
     HeaderMatch,

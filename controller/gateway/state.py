@@ -22,17 +22,16 @@ from typing import Any
 from controller.gateway import graph as graph_module
 from controller.gateway import ports as ports_module
 from controller.gateway import status as status_module
+from controller.gateway.fields import GatewayObjectError
 from controller.gateway.graph import SUPPORTED_PROTOCOLS, SecretVerdict, ServicePortKey, Verdict
+from controller.gateway.httproute import HTTPRoute, parse_parent_refs
 from controller.gateway.memo import GatewayMemo
 from controller.gateway.objects import (
     GATEWAY_GROUP,
     Gateway,
     GatewayClass,
-    GatewayObjectError,
-    HTTPRoute,
     Key,
     ReferenceGrant,
-    parse_parent_refs,
 )
 from controller.gateway.ports import PortRange
 from controller.gateway.translate import translate

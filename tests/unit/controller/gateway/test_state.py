@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import pytest
 
+from controller.gateway.fields import GatewayObjectError
+from controller.gateway.httproute import HTTPRoute
 from controller.gateway.memo import GatewayMemo
-from controller.gateway.objects import Gateway, GatewayObjectError, HTTPRoute, ReferenceGrant
+from controller.gateway.objects import Gateway, ReferenceGrant
 from controller.gateway.state import build, service_name
 from controller.gateway.translate import upstream_name
 from tests.unit.controller.gateway.builders import (
