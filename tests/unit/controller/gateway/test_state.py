@@ -258,3 +258,11 @@ def test_a_memo_remembers_a_broken_object_and_still_reports_it() -> None:
     for _ in range(2):
         state = build(inputs(gateways=[gateway()], routes=broken), memo=memo)
         assert any("spec.rules[0].backendRefs[0].name" in e for e in state.errors)
+
+
+def test_the_order_the_cache_lists_objects_in_does_not_matter() -> None:
+    world = _world()
+    expected = build(inputs(**world))  # type: ignore[arg-type]
+    for key in ("gateways", "routes", "services"):
+        world[key] = list(reversed(world[key]))  # type: ignore[call-overload]
+    assert build(inputs(**world)) == expected  # type: ignore[arg-type]
