@@ -39,6 +39,7 @@ from controller.certificates import SecretCertificates
 from controller.gateway import services as owned_services
 from controller.gateway import status_writer
 from controller.gateway.graph import SecretVerdict, ServicePortKey
+from controller.gateway.memo import GatewayMemo
 from controller.gateway.ports import PortRange
 from controller.gateway.state import GatewayInputs, GatewayState, build
 from controller.gateway.translate import upstream_name
@@ -94,6 +95,7 @@ class GatewaySync:
                     inputs are the same objects, so an unchanged upstream is the same object
       _errors       malformed objects already logged
       certificates  the listener Secrets' validations and last good certificates
+      _memo         the model's parses and routes, reused while their inputs are the same
     """
 
     def __init__(
@@ -118,6 +120,7 @@ class GatewaySync:
         self._errors: frozenset[str] = frozenset()
         self._secrets: frozenset[Key] = frozenset()
         self.certificates = SecretCertificates()
+        self._memo = GatewayMemo()
 
     def __repr__(self) -> str:
         desired = self._desired
@@ -147,11 +150,21 @@ class GatewaySync:
         ):
             return self._desired
         self._built_ports = self.bound_ports
-        state = build(self.inputs())
+        state = build(self.inputs(), memo=self._memo)
+        if state.secrets != self._secrets:
+            # The listeners name other Secrets than the last build read: read those (as far
+            # as the cache has them) before anything is decided from their absence.
+            self._secrets = state.secrets
+            state = build(self.inputs(), memo=self._memo)
+        self._secrets = state.secrets
+        # A listener Secret not listed yet is neither there nor missing: until its stream has
+        # listed (which wakes the sync again), write no status, or every start would flash
+        # InvalidCertificateRef on HTTPS listeners.
+        unlisted = [key for key in state.secrets if not view.secret_listed(*key)]
         desired = GatewayDesired(
             listeners=state.listeners,
             upstreams=self._build_upstreams(state),
-            statuses=self._status_writes(state),
+            statuses=() if unlisted else self._status_writes(state),
             services=owned_services.changes(
                 state.gateway_services.values(),
                 view.gateway_objects("GatewayService"),
@@ -161,7 +174,6 @@ class GatewaySync:
             secrets=state.secrets,
             errors=state.errors,
         )
-        self._secrets = state.secrets
         new_errors = [e for e in state.errors if e not in self._errors]
         self._errors = frozenset(state.errors)
         for error in new_errors:

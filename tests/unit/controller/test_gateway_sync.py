@@ -1,0 +1,207 @@
+"""The Gateway side of the sync over a real Cache (no API, no sockets): nothing before every
+Gateway API stream has listed, then listeners, upstreams from EndpointSlices, status writes
+only where the objects differ, and the per-Gateway Service; the diffs of the owned Services
+and of statuses on their own."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from controller.annotations import Defaults
+from controller.app import GatewayOptions
+from controller.cache import Cache, GatewayStreams, RawObject, WatchScope
+from controller.gateway import services as owned
+from controller.gateway.state import GatewayService, GatewayServicePort, service_name
+from controller.gateway.status_writer import status_patch
+from controller.gateway_sync import GatewaySync
+from controller.objects import SliceInfo
+from tests.unit.controller.gateway import builders as b
+
+NAMESPACE = "kubeferry"
+OPTIONS = GatewayOptions(
+    controller_name=b.CONTROLLER,
+    service_namespace=NAMESPACE,
+    service_selector=(("app", "kubeferry"),),
+)
+
+
+def raw(kind: str, body: dict[str, Any], rv: str = "1") -> RawObject:
+    body = copy.deepcopy(body)
+    body["metadata"]["resourceVersion"] = rv
+    return RawObject.from_api(kind, body)
+
+
+def web_slice(*addresses: str) -> SliceInfo:
+    return SliceInfo.from_api(
+        {
+            "metadata": {
+                "namespace": b.INFRA,
+                "name": "web-1",
+                "labels": {"kubernetes.io/service-name": "web"},
+            },
+            "addressType": "IPv4",
+            "ports": [{"name": "http", "port": 3000, "protocol": "TCP"}],
+            "endpoints": [{"addresses": [a], "conditions": {"ready": True}} for a in addresses],
+        }
+    )
+
+
+def listed_cache() -> Cache:
+    cache = Cache(gateway=GatewayStreams(NAMESPACE, "gateway.kubeferry.io/namespace"))
+    for kind, scope in cache.watched():
+        cache.replace_all(kind, [], scope=scope)
+    return cache
+
+
+def fill(cache: Cache) -> None:
+    scope = WatchScope()
+    cache.replace_all("GatewayClass", [raw("GatewayClass", b.gateway_class())], scope=scope)
+    cache.replace_all("Gateway", [raw("Gateway", b.gateway())], scope=scope)
+    cache.replace_all("HTTPRoute", [raw("HTTPRoute", b.route(hostnames=["web.test"]))], scope=scope)
+    cache.replace_all(
+        "Namespace",
+        [raw("Namespace", {"metadata": {"name": b.INFRA, "labels": {"team": "edge"}}})],
+        scope=scope,
+    )
+    cache.replace_all("Service", [b.svc()], scope=scope)
+    cache.replace_all("EndpointSlice", [web_slice("10.244.0.7")], scope=scope)
+
+
+def test_nothing_is_built_before_every_gateway_stream_has_listed() -> None:
+    cache = Cache(gateway=GatewayStreams(NAMESPACE, "gateway.kubeferry.io/namespace"))
+    cache.replace_all("Service", [])
+    cache.replace_all("EndpointSlice", [])
+    sync = GatewaySync(cache, OPTIONS, Defaults(), now=lambda: b.NOW)
+    assert sync.sync() is None
+    assert sync.pending is None
+
+
+def test_a_gateway_and_route_give_listener_upstream_service_and_statuses() -> None:
+    cache = listed_cache()
+    fill(cache)
+    sync = GatewaySync(cache, OPTIONS, Defaults(), now=lambda: b.NOW)
+    desired = sync.sync()
+    assert desired is not None
+
+    [listener] = desired.listeners
+    assert listener.name == "gateway/infra/gw/80"
+    assert 20000 <= listener.port <= 29999
+    [upstream] = desired.upstreams.values()
+    assert upstream.name == "infra/web:8080"
+    assert [(e.host, e.port) for e in upstream.endpoints] == [("10.244.0.7", 3000)]
+
+    [create] = desired.services
+    assert (create.action, create.name) == ("create", service_name(b.INFRA, "gw"))
+    assert create.body is not None
+    assert create.body["metadata"]["namespace"] == NAMESPACE
+    assert create.body["metadata"]["annotations"] == {"gateway.kubeferry.io/gateway": "infra/gw"}
+    assert create.body["spec"]["selector"] == {"app": "kubeferry"}
+    assert create.body["spec"]["ports"] == [
+        {"name": "gw-80", "protocol": "TCP", "port": 80, "targetPort": listener.port}
+    ]
+    written = {(w.kind, w.namespace, w.name) for w in desired.statuses}
+    assert written == {
+        ("GatewayClass", "", b.CLASS),
+        ("Gateway", b.INFRA, "gw"),
+        ("HTTPRoute", b.INFRA, "route"),
+    }
+    assert all(w.resource_version == "1" for w in desired.statuses)
+    assert sync.pending == 4
+
+    # Nothing changed, nothing forced: the same desired state, not even rebuilt.
+    assert sync.sync() is desired
+
+
+def test_statuses_already_shown_are_not_written_again() -> None:
+    cache = listed_cache()
+    fill(cache)
+    sync = GatewaySync(cache, OPTIONS, Defaults(), now=lambda: b.NOW)
+    desired = sync.sync()
+    assert desired is not None
+    # The API server applies every patch (the watch brings the objects back, newer).
+    for write in desired.statuses:
+        kind = write.kind
+        obj = cache.gateway_objects(kind).get((write.namespace, write.name))  # type: ignore[arg-type]
+        assert obj is not None
+        body = copy.deepcopy(dict(obj.body))
+        body["status"] = {**(body.get("status") or {}), **write.patch}
+        cache.upsert(kind, raw(kind, body, rv="2"), scope=WatchScope())  # type: ignore[arg-type]
+    later = GatewaySync(cache, OPTIONS, Defaults(), now=lambda: b.LATER)
+    again = later.sync()
+    assert again is not None and again.statuses == ()
+
+
+def test_a_changed_endpoint_slice_rebuilds_only_when_forced_and_keeps_equal_upstreams() -> None:
+    cache = listed_cache()
+    fill(cache)
+    sync = GatewaySync(cache, OPTIONS, Defaults(), now=lambda: b.NOW)
+    first = sync.sync()
+    assert first is not None
+    forced = sync.sync(force=True)
+    assert forced is not None and forced is not first
+    assert forced.upstreams["infra/web:8080"] is first.upstreams["infra/web:8080"]
+
+    cache.replace_all("EndpointSlice", [web_slice("10.244.0.8")], scope=WatchScope())
+    assert sync.sync() is forced  # slices are the annotated sync's news: it forces
+    moved = sync.sync(force=True)
+    assert moved is not None
+    assert [e.host for e in moved.upstreams["infra/web:8080"].endpoints] == ["10.244.0.8"]
+
+
+def test_bound_ports_rebuild_the_statuses() -> None:
+    cache = listed_cache()
+    fill(cache)
+    sync = GatewaySync(cache, OPTIONS, Defaults(), now=lambda: b.NOW)
+    first = sync.sync()
+    assert first is not None
+    sync.bound_ports = frozenset({first.listeners[0].port})
+    assert sync.sync() is not first
+
+
+def gateway_service(*ports: tuple[int, int]) -> GatewayService:
+    return GatewayService(
+        service_name(b.INFRA, "gw"),
+        (b.INFRA, "gw"),
+        tuple(GatewayServicePort(f"gw-{p}", p, t) for p, t in ports),
+    )
+
+
+def existing(service: GatewayService, **spec: Any) -> dict[tuple[str, str], RawObject]:
+    body = owned.manifest(service, NAMESPACE, (("app", "kubeferry"),))
+    body["metadata"]["uid"] = "uid-1"
+    body["spec"].update(spec)
+    return {(NAMESPACE, service.name): raw("Service", body)}
+
+
+def test_owned_service_changes() -> None:
+    wanted = gateway_service((80, 20001))
+    selector = (("app", "kubeferry"),)
+    same = existing(wanted, clusterIP="10.0.0.9")
+    assert owned.changes([wanted], same, namespace=NAMESPACE, selector=selector) == ()
+    assert owned.addresses(same.values()) == {(b.INFRA, "gw"): "10.0.0.9"}
+
+    [patch] = owned.changes(
+        [gateway_service((80, 20001), (443, 20002))],
+        existing(wanted, selector={"app": "kubeferry", "old": "x"}),
+        namespace=NAMESPACE,
+        selector=selector,
+    )
+    assert patch.action == "patch" and patch.body is not None
+    assert patch.body["spec"]["selector"] == {"old": None, "app": "kubeferry"}
+    assert [p["port"] for p in patch.body["spec"]["ports"]] == [80, 443]
+
+    [delete] = owned.changes([], same, namespace=NAMESPACE, selector=selector)
+    assert (delete.action, delete.name, delete.uid) == ("delete", wanted.name, "uid-1")
+    # A Gateway with no port to serve gets no Service (a ClusterIP Service needs one).
+    assert owned.changes([gateway_service()], {}, namespace=NAMESPACE, selector=selector) == ()
+
+
+def test_status_patch_is_the_top_level_difference() -> None:
+    desired = {"conditions": [{"type": "Accepted"}], "listeners": []}
+    assert status_patch(desired, desired) is None
+    assert status_patch(desired, None) == desired
+    assert status_patch(desired, {"conditions": [{"type": "Accepted"}], "addresses": [1]}) == {
+        "listeners": [],
+        "addresses": None,
+    }
