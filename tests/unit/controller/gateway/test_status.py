@@ -305,3 +305,20 @@ def test_static_addresses_are_not_supported() -> None:
     assert gateway_condition(state, "Programmed") == ("False", "Invalid")
     assert listener_condition(state, "http", "Programmed") == ("False", "Invalid")
     assert state.listeners == () and not state.gateway_services
+
+
+def test_https_passthrough_is_not_accepted() -> None:
+    https = listener("tls", 443, "HTTPS", certificates=[{"name": "tls"}])
+    https["tls"]["mode"] = "Passthrough"
+    state = build(inputs(gateways=[gateway(listeners=[https])]))
+    assert listener_condition(state, "tls", "Accepted") == ("False", "UnsupportedValue")
+    assert state.listeners == ()
+
+
+def test_a_path_regex_the_data_plane_cannot_compile_drops_its_rule() -> None:
+    bad = rule(matches=[{"path": {"type": "RegularExpression", "value": "/(unclosed"}}])
+    state = build(inputs(gateways=[gateway()], routes=[route(rules=[rule(path="/ok"), bad])]))
+    assert condition(state, "route", "PartiallyInvalid") == ("True", "UnsupportedValue")
+    message = route_parents(state, "route")[0]["conditions"][-1]["message"]
+    assert "rules[1]" in message and "matches[0]" in message
+    assert matched(state, "x", "/ok") is not None
