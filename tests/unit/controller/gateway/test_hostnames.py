@@ -152,3 +152,35 @@ def test_a_listener_without_hostname_serves_every_route_hostname() -> None:
     assert served_by(state, "first.com", "/") == f"{INFRA}/web:8080"
     assert served_by(state, "sub.first.com", "/x") == f"{INFRA}/web:8080"
     assert served_by(state, "second.com", "/") is None
+
+
+def test_the_conformance_listener_hostname_matching_scenario() -> None:
+    gw = gateway(
+        listeners=[
+            listener("listener-1", hostname="bar.com"),
+            listener("listener-2", hostname="foo.bar.com"),
+            listener("listener-3", hostname="*.bar.com"),
+            listener("listener-4", hostname="*.foo.com"),
+        ]
+    )
+    routes = [
+        route("v1", parents=[parent(section="listener-1")], rules=[rule(backends=[backend("v1")])]),
+        route("v2", parents=[parent(section="listener-2")], rules=[rule(backends=[backend("v2")])]),
+        route(
+            "v3",
+            parents=[parent(section="listener-3"), parent(section="listener-4")],
+            rules=[rule(backends=[backend("v3")])],
+        ),
+    ]
+    state = build(inputs(gateways=[gw], routes=routes, services=[svc("v1"), svc("v2"), svc("v3")]))
+    v1, v2, v3 = (f"{INFRA}/{n}:8080" for n in ("v1", "v2", "v3"))
+    for host, upstream in [
+        ("bar.com", v1),
+        ("foo.bar.com", v2),
+        ("baz.bar.com", v3),
+        ("multiple.prefixes.bar.com", v3),
+        ("multiple.prefixes.foo.com", v3),
+        ("foo.com", None),
+        ("no.matching.host", None),
+    ]:
+        assert served_by(state, host, "/") == upstream, host
