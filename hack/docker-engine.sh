@@ -56,8 +56,16 @@ start_dockerd() {
     log "this host's capability bounding set lacks CAP_SYS_RESOURCE: dockerd runs containers through $state/$runtime_name"
   fi
   log "starting dockerd in the background (log: $logfile)"
-  # setsid: the daemon outlives this script and is not killed with its process group.
-  setsid dockerd --pidfile "$pidfile" "${args[@]}" >"$logfile" 2>&1 </dev/null &
+  # setsid: the daemon outlives this script and is not killed with its process group. Every
+  # inherited descriptor above 2 is closed first: run under `flock /tmp/kubeferry-heavy.lock`,
+  # this script holds the lock's descriptor, and a daemon keeping it would hold the lock forever.
+  (
+    for fd in /proc/"$BASHPID"/fd/*; do
+      fd="${fd##*/}"
+      if [[ "$fd" -gt 2 ]]; then eval "exec $fd>&-" 2>/dev/null || true; fi
+    done
+    exec setsid dockerd --pidfile "$pidfile" "${args[@]}" >"$logfile" 2>&1 </dev/null
+  ) &
   # Who asked for it (KUBEFERRY_ENGINE_OWNER, e.g. a test session): `stop` with an owner set
   # stops only a daemon that owner started, not one another run started meanwhile.
   printf '%s\n' "${KUBEFERRY_ENGINE_OWNER:-}" >"$state/dockerd.owner"
