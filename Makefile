@@ -69,7 +69,7 @@ bench: install system-deps
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache mutants
 
-.PHONY: docker tools kind-test
+.PHONY: docker tools kind-test conformance
 
 # Builds kubeferry:dev (installs/starts Docker and makes the local base image when missing).
 docker: install
@@ -83,3 +83,9 @@ tools:
 # KEEP_CLUSTER=1 keeps the cluster; KIND_CLUSTER names it (context kind-<name>).
 kind-test: install
 	$(BIN)/pytest tests/kind
+
+# The official Gateway API conformance suite (GATEWAY-HTTP) against kubeferry in a kind cluster;
+# a passing ConformanceReport goes to docs/conformance/ (docs/conformance/README.md). Holds
+# /tmp/kubeferry-heavy.lock throughout. KEEP_CLUSTER=1 keeps the cluster (kf-conformance).
+conformance: install
+	hack/conformance.sh
