@@ -164,3 +164,47 @@ async def test_observed_generation_follows_and_unchanged_status_is_not_rewritten
     await gw.patch(kube_api, "HTTPRoute", "web", {"spec": {"hostnames": ["web2.test"]}}, ns)
     second = await eventually(lambda: route_at(2))
     assert gw.condition(gw.our_parent(second), "Accepted")["lastTransitionTime"] == since
+
+
+async def test_allowed_routes_selector_follows_namespace_labels(
+    kube_api: client.ApiClient,
+    kube_namespace: str,
+    gateway_class: str,
+    start_controller: StartController,
+) -> None:
+    ns = kube_namespace
+    apps = f"{ns}-apps"
+    core = client.CoreV1Api(kube_api)
+    await core.create_namespace(body({"metadata": {"name": apps}}))
+    try:
+        listener = {
+            "name": "http",
+            "protocol": "HTTP",
+            "port": 80,
+            "allowedRoutes": {
+                "namespaces": {"from": "Selector", "selector": {"matchLabels": {"team": "edge"}}}
+            },
+        }
+        await gw.create(kube_api, "Gateway", gw.gateway_manifest("gw", gateway_class, listener), ns)
+        await create_service(kube_api, apps, "web", app="web")
+        await gw.create(
+            kube_api,
+            "HTTPRoute",
+            gw.route_manifest("web", "gw", {"name": "web", "port": 80}, gateway_namespace=ns),
+            apps,
+        )
+        await start_controller(gw.gateway_options(ns, apps))
+
+        async def accepted(expected: tuple[str, str], attached: int) -> None:
+            route = await gw.read(kube_api, "HTTPRoute", "web", apps)
+            assert gw.summary(gw.our_parent(route), "Accepted") == {"Accepted": expected}
+            gateway = await gw.read(kube_api, "Gateway", "gw", ns)
+            assert gateway["status"]["listeners"][0]["attachedRoutes"] == attached
+
+        await eventually(lambda: accepted(("False", "NotAllowedByListeners"), 0))
+
+        # The Namespace gets the label: the route attaches, with no change to the route.
+        await core.patch_namespace(apps, body({"metadata": {"labels": {"team": "edge"}}}))
+        await eventually(lambda: accepted(("True", "Accepted"), 1))
+    finally:
+        await core.delete_namespace(apps)
