@@ -367,8 +367,9 @@ def _attach(
             Verdict(
                 False,
                 "NotAllowedByListeners",
-                f"no listener of Gateway {gw_key[0]}/{gw_key[1]} allows HTTPRoutes from "
-                f"namespace {route.meta.namespace}",
+                f"no listener of Gateway {gw_key[0]}/{gw_key[1]} takes HTTPRoutes from "
+                f"namespace {route.meta.namespace} (allowedRoutes namespaces and kinds, "
+                "protocol HTTP or HTTPS)",
             ),
         )
     attachments = []
