@@ -79,6 +79,7 @@ def test_on_passes_the_flags_with_the_pods_own_selector(render: Render) -> None:
         "--gateway-api",
         "--gateway-controller-name=kubeferry.io/gateway-controller",
         "--gateway-service-selector=app.kubernetes.io/instance=edge,app.kubernetes.io/name=kubeferry",
+        "--gateway-port-range=20000-29999",
     ]
     # The selector is the Deployment's: a Gateway's Service reaches exactly these pods.
     deployment = one(manifests, "Deployment")
@@ -104,6 +105,17 @@ def test_controller_name_and_name_overrides_reach_the_flags(render: Render) -> N
         "--gateway-service-selector=app.kubernetes.io/instance=edge,app.kubernetes.io/name=lb"
         in args
     )
+
+
+def test_port_range_reaches_the_flag_and_may_hold_a_disabled_https_port(render: Render) -> None:
+    args = container(render({"gatewayAPI": {"enabled": True, "portRange": "40000-40099"}}))["args"]
+    assert "--gateway-port-range=40000-40099" in args
+    # ports.https null: no HTTPS listener, so its number is free for Gateway listeners.
+    off = {"ports": {"http": 3000, "admin": 9000, "https": None}}
+    args = container(render({**off, "gatewayAPI": {"enabled": True, "portRange": "3400-3500"}}))[
+        "args"
+    ]
+    assert "--gateway-port-range=3400-3500" in args
 
 
 @pytest.mark.parametrize("watch", [[], ["shop", "billing"]])
@@ -161,6 +173,14 @@ def test_rbac_create_false_leaves_gateway_rbac_to_the_user_but_keeps_the_flags(
         ({"gatewayAPI": {"controllerName": "Example.com/x"}}, "/gatewayAPI/controllerName"),
         ({"gatewayAPI": {"controllerName": ""}}, "/gatewayAPI/controllerName"),
         ({"mode": "sidecar", **ON}, "gatewayAPI.enabled needs mode: ingress"),
+        ({"gatewayAPI": {"portRange": "20000"}}, "/gatewayAPI/portRange"),
+        ({"gatewayAPI": {"enabled": True, "portRange": "3000-2000"}}, "the first not above"),
+        ({"gatewayAPI": {"enabled": True, "portRange": "0-10"}}, "ports must be 1-65535"),
+        ({"gatewayAPI": {"enabled": True, "portRange": "1024-65536"}}, "ports must be 1-65535"),
+        # The controller refuses a range holding one of its own ports; so does the chart.
+        ({"gatewayAPI": {"enabled": True, "portRange": "2000-3000"}}, "contains ports.http (3000)"),
+        ({"gatewayAPI": {"enabled": True, "portRange": "3443-3443"}}, "contains ports.https"),
+        ({"gatewayAPI": {"enabled": True, "portRange": "8000-9000"}}, "contains ports.admin"),
     ],
 )
 def test_bad_gateway_values_are_rejected(

@@ -115,3 +115,23 @@ each Gateway's Service this selector, so a Gateway's address reaches these very 
 {{- end }}
 {{- join "," $pairs }}
 {{- end }}
+
+{{/*
+gatewayAPI.portRange, checked as the controller checks it (it would exit with status 2): ports
+1-65535, the first not above the last, and none of the pods' own listening ports inside.
+*/}}
+{{- define "kubeferry.gatewayPortRange" -}}
+{{- $range := .Values.gatewayAPI.portRange }}
+{{- $parts := splitList "-" $range }}
+{{- $low := index $parts 0 | int }}
+{{- $high := index $parts 1 | int }}
+{{- if or (lt $low 1) (gt $high 65535) (gt $low $high) }}
+{{- fail (printf "gatewayAPI.portRange %s: ports must be 1-65535, the first not above the last" $range) }}
+{{- end }}
+{{- range $name, $port := dict "ports.http" .Values.ports.http "ports.https" .Values.ports.https "ports.admin" .Values.ports.admin }}
+{{- if and $port (le $low (int $port)) (le (int $port) $high) }}
+{{- fail (printf "gatewayAPI.portRange %s contains %s (%v)" $range $name $port) }}
+{{- end }}
+{{- end }}
+{{- $range }}
+{{- end }}
