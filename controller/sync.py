@@ -87,10 +87,11 @@ class SecretInterest(Protocol):
 
 
 class GatewaySource(Protocol):
-    """The Gateway API side (controller.gateway_sync.GatewaySync): its desired state, rebuilt
-    when `force` says Services, slices or Secrets changed (None: not listed yet)."""
+    """The Gateway API side (controller.gateway_sync.GatewaySync): its desired state, brought
+    up to date with the Services, slices and Secrets that changed (None: everything may have);
+    None while its streams have not listed."""
 
-    def sync(self, *, force: bool = False) -> GatewayDesired | None: ...
+    def sync(self, changes: Changes | None = None) -> GatewayDesired | None: ...
 
 
 class GatewaySink(Protocol):
@@ -275,7 +276,7 @@ class Sync:
             desired = state.rebuild() if changes is None or full else state.update(changes)
             gateway = None
             if self._gateway is not None:
-                gateway = self._gateway.sync(force=full or bool(changes))
+                gateway = self._gateway.sync(None if full else changes)
             upstreams = desired.upstreams
             if gateway is not None and gateway.upstreams:
                 # Distinct names (`ns/name:port`), so one set for the data plane.

@@ -10,7 +10,7 @@ from typing import Any
 
 from controller.annotations import Defaults
 from controller.app import GatewayOptions
-from controller.cache import Cache, GatewayStreams, RawObject, WatchScope
+from controller.cache import Cache, Changes, GatewayStreams, ObjectRef, RawObject, WatchScope
 from controller.gateway import services as owned
 from controller.gateway.state import GatewayService, GatewayServicePort, service_name
 from controller.gateway.status_writer import status_patch
@@ -109,8 +109,8 @@ def test_a_gateway_and_route_give_listener_upstream_service_and_statuses() -> No
     assert all(w.resource_version == "1" for w in desired.statuses)
     assert sync.pending == 4
 
-    # Nothing changed, nothing forced: the same desired state, not even rebuilt.
-    assert sync.sync() is desired
+    # Nothing changed: the same desired state, not even rebuilt.
+    assert sync.sync(Changes()) is desired
 
 
 def test_statuses_already_shown_are_not_written_again() -> None:
@@ -132,21 +132,43 @@ def test_statuses_already_shown_are_not_written_again() -> None:
     assert again is not None and again.statuses == ()
 
 
-def test_a_changed_endpoint_slice_rebuilds_only_when_forced_and_keeps_equal_upstreams() -> None:
+def test_endpoint_changes_redo_only_the_upstreams_of_the_backends_they_touch() -> None:
     cache = listed_cache()
     fill(cache)
     sync = GatewaySync(cache, OPTIONS, Defaults(), now=lambda: b.NOW)
     first = sync.sync()
     assert first is not None
-    forced = sync.sync(force=True)
-    assert forced is not None and forced is not first
-    assert forced.upstreams["infra/web:8080"] is first.upstreams["infra/web:8080"]
+    # Nothing of the Gateway's: the same desired state.
+    assert sync.sync(Changes(frozenset({ObjectRef("Service", "elsewhere", "web")}))) is first
+    assert sync.sync(Changes()) is first
 
-    cache.replace_all("EndpointSlice", [web_slice("10.244.0.8")], scope=WatchScope())
-    assert sync.sync() is forced  # slices are the annotated sync's news: it forces
-    moved = sync.sync(force=True)
-    assert moved is not None
+    cache.take_changes()
+    cache.upsert("EndpointSlice", web_slice("10.244.0.8"), scope=WatchScope())
+    moved = sync.sync(cache.take_changes())
+    assert moved is not None and moved is not first
     assert [e.host for e in moved.upstreams["infra/web:8080"].endpoints] == ["10.244.0.8"]
+    # Only the upstreams were redone: the listeners are the very same objects.
+    assert moved.listeners is first.listeners
+    assert moved.statuses is first.statuses
+
+    # A whole rebuild keeps an equal upstream as the same object (the data plane's).
+    again = sync.sync(None)
+    assert again is not None and again is not moved
+    assert again.upstreams["infra/web:8080"] is moved.upstreams["infra/web:8080"]
+
+
+def test_a_backend_service_appearing_rebuilds_the_statuses() -> None:
+    cache = listed_cache()
+    fill(cache)
+    cache.replace_all("Service", [], scope=WatchScope())
+    sync = GatewaySync(cache, OPTIONS, Defaults(), now=lambda: b.NOW)
+    first = sync.sync()
+    assert first is not None and first.upstreams == {}
+    cache.take_changes()
+    cache.upsert("Service", b.svc(), scope=WatchScope())
+    found = sync.sync(cache.take_changes())
+    assert found is not None and list(found.upstreams) == ["infra/web:8080"]
+    assert found.listeners is not first.listeners  # a whole build: the route resolved
 
 
 def test_bound_ports_rebuild_the_statuses() -> None:
