@@ -143,6 +143,20 @@ class GatewaySync:
         return None if desired is None else len(desired.statuses) + len(desired.services)
 
     def sync(self, changes: Changes | None = None) -> GatewayDesired | None:
+        """`update` behind a boundary: a failure of the Gateway side (a bug, a malformed
+        object the model chokes on) is logged and the last Gateway state stays, so annotated
+        Services keep syncing; the next sync builds the Gateway state whole again."""
+        try:
+            return self.update(changes)
+        except Exception:  # the boundary between the Gateway side and the rest of the sync
+            logger.exception(
+                "Gateway API sync failed; keeping the last Gateway state",
+                extra={"event": "gateway_sync_failed"},
+            )
+            self._state = None  # the next sync rebuilds whole
+            return self._desired
+
+    def update(self, changes: Changes | None = None) -> GatewayDesired | None:
         """The desired Gateway state, brought up to date with `changes` (the annotated side's
         note of the Services, slices and Secrets that changed; None: assume everything did);
         None until every Gateway API stream has listed.

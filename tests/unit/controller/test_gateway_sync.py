@@ -8,6 +8,9 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import pytest
+
+from controller import gateway_sync
 from controller.annotations import Defaults
 from controller.app import GatewayOptions
 from controller.cache import Cache, Changes, GatewayStreams, ObjectRef, RawObject, WatchScope
@@ -227,3 +230,23 @@ def test_status_patch_is_the_top_level_difference() -> None:
         "listeners": [],
         "addresses": None,
     }
+
+
+def test_a_failing_gateway_build_keeps_the_last_state_and_rebuilds_next_time(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    cache = listed_cache()
+    fill(cache)
+    sync = GatewaySync(cache, OPTIONS, Defaults(), now=lambda: b.NOW)
+    first = sync.sync()
+    assert first is not None
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("a bug in the model")
+
+    monkeypatch.setattr(gateway_sync, "build", broken)
+    assert sync.sync(None) is first  # logged, the last state kept, no exception
+    assert [r for r in caplog.records if getattr(r, "event", "") == "gateway_sync_failed"]
+    monkeypatch.undo()
+    again = sync.sync(Changes())  # nothing changed, but the last one failed: whole again
+    assert again is not None and again is not first
