@@ -311,7 +311,15 @@ class DynamicListeners:
         )
 
     async def _drain(self, opened: _Open) -> None:
-        await opened.runner.cleanup()  # waits for handlers up to drain_seconds, then cancels
+        # The top of a task of ours: a failure is logged here, never left in the task.
+        try:
+            await opened.runner.cleanup()  # waits for handlers up to drain_seconds, then cancels
+        except Exception:
+            log.exception(
+                "listener %s: draining failed",
+                opened.spec.name,
+                extra={"event": "listener_drain_failed", "listener": opened.spec.name},
+            )
 
     async def close(self) -> None:
         """Shutdown: nothing opens any more; every listener stops accepting and drains."""

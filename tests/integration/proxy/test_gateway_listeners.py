@@ -241,3 +241,18 @@ async def test_a_listener_turning_https_gets_a_new_socket_on_its_port(
     connection = await TlsConnection.open(port, "a.test", ca.write(tmp_path))
     assert (await connection.get("/", "a.test"))[2] == backend.name.encode()
     await connection.close()
+
+
+async def test_a_swap_leaves_requests_in_flight_on_the_routes_they_matched(
+    start_backends: StartBackends,
+    start_gateway_plane: StartGatewayPlane,  # noqa: F811
+    client: aiohttp.ClientSession,  # noqa: F811
+) -> None:
+    old, new = await start_backends(2)
+    gateway = await start_gateway_plane([old, new])
+    port = (await gateway.listen(ListenerSpec("gw", 0, to(old)))).bound["gw"]
+    in_flight = asyncio.create_task(name_at(client, port, "/slow?seconds=1"))
+    await eventually(lambda: old.requests == 1, message="the request reached the old backend")
+    assert (await gateway.listen(ListenerSpec("gw", 0, to(new)))).bound["gw"] == port
+    assert await name_at(client, port) == new.name
+    assert await asyncio.wait_for(in_flight, 10) == old.name
