@@ -1,20 +1,29 @@
 """Prometheus metrics for the data plane, in a registry of their own.
 
-The request path calls `observe_request` once per request, so label children are looked up
-once per label set and kept in dicts keyed by the label tuple (`_Children`): after the first
-request of a kind, recording costs two dict lookups and two increments, not a `labels()` call
-each.
+The request path calls `observe_request` once per request. Its two families
+(`kubeferry_requests_total`, `kubeferry_request_duration_seconds`) are plain dicts of ints
+and bucket lists read at scrape time (`_RequestSeries`): prometheus_client's Counter.inc and
+Histogram.observe take a lock and walk the buckets in Python, which made recording one
+request cost about 2.6 us; the dicts cost about 0.6 us. The rarer families keep
+prometheus_client's label children, looked up once per label set (`_Children`).
 Endpoints that leave the pool are forgotten, so their series disappear from `/metrics`.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 # Proxy overhead plus a fast backend sits well under a millisecond; slow backends run to seconds.
 REQUEST_BUCKETS = (
@@ -71,19 +80,8 @@ class Metrics:
         # A registry per instance, not prometheus_client's global one: tests and embedded
         # proxies each get their own and never collide on family names.
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
-        self._requests = Counter(
-            "kubeferry_requests_total",
-            "Requests answered, by route, upstream, backend and status.",
-            ("route", "upstream", "backend", "status"),
-            registry=self.registry,
-        )
-        self._duration = Histogram(
-            "kubeferry_request_duration_seconds",
-            "Time from request received to response sent, by route and upstream.",
-            ("route", "upstream"),
-            buckets=REQUEST_BUCKETS,
-            registry=self.registry,
-        )
+        self._request_series = _RequestSeries()
+        self.registry.register(self._request_series)
         self._retries = Counter(
             "kubeferry_retries_total",
             "Failed attempts that could have been retried, by upstream and outcome: not_sent "
@@ -120,8 +118,6 @@ class Metrics:
         # series (a collect() per family) took most of a second per removed endpoint with
         # 100,000 endpoints in the pool.
         self._by_backend: dict[tuple[str, str], list[tuple[_Children[Any], LabelValues]]] = {}
-        self._request_children = self._per_backend(self._requests, upstream_at=1)
-        self._duration_children = _Children(self._duration)
         self._retry_children = _Children(self._retries)
         self._error_children = self._per_backend(self._upstream_errors, upstream_at=0)
         self._probe_children = self._per_backend(self._health_checks, upstream_at=0)
@@ -140,8 +136,20 @@ class Metrics:
         self, *, route: str, upstream: str, backend: str, status: int, duration_seconds: float
     ) -> None:
         """Count one answered request and record its latency."""
-        self._request_children[route, upstream, backend, status].inc()
-        self._duration_children[route, upstream].observe(duration_seconds)
+        series = self._request_series
+        counts = series.counts
+        key = (route, upstream, backend, status)
+        count = counts.get(key)
+        if count is None:
+            series.new_backend_key(key)
+            count = 0
+        counts[key] = count + 1
+        latency = series.latency.get((route, upstream))
+        if latency is None:
+            latency = series.latency[route, upstream] = [0.0] + [0] * (len(REQUEST_BUCKETS) + 1)
+        # [sum, one count per bucket (le), +Inf]: the bucket is the first bound >= the value.
+        latency[0] += duration_seconds
+        latency[1 + bisect_left(REQUEST_BUCKETS, duration_seconds)] += 1
 
     def retry(self, *, upstream: str, outcome: str) -> None:
         """Count a retry made (`not_sent`, `resent`) or refused (`budget_refused`)."""
@@ -163,7 +171,50 @@ class Metrics:
         """Drop every series of an endpoint that left the pool (the upstream's own stay)."""
         for children, key in self._by_backend.pop((upstream, backend), ()):
             children.forget(key)
+        self._request_series.forget_backend(upstream, backend)
         self._backend_up.values.pop((upstream, backend), None)
+
+
+class _RequestSeries(Collector):
+    """kubeferry_requests_total and kubeferry_request_duration_seconds as plain dicts, written
+    by observe_request and read at scrape time, both on the event loop."""
+
+    def __init__(self) -> None:
+        self.counts: dict[tuple[str, str, str, int], int] = {}
+        # (route, upstream) -> [sum, count per REQUEST_BUCKETS bound, count above them all]
+        self.latency: dict[tuple[str, str], list[float]] = {}
+        self._by_backend: dict[tuple[str, str], list[tuple[str, str, str, int]]] = {}
+
+    def new_backend_key(self, key: tuple[str, str, str, int]) -> None:
+        self._by_backend.setdefault((key[1], key[2]), []).append(key)
+
+    def forget_backend(self, upstream: str, backend: str) -> None:
+        for key in self._by_backend.pop((upstream, backend), ()):
+            self.counts.pop(key, None)
+
+    def collect(self) -> Iterator[Metric]:
+        requests = CounterMetricFamily(
+            "kubeferry_requests_total",
+            "Requests answered, by route, upstream, backend and status.",
+            labels=("route", "upstream", "backend", "status"),
+        )
+        for (route, upstream, backend, status), count in self.counts.items():
+            requests.add_metric((route, upstream, backend, str(status)), count)
+        yield requests
+        duration = HistogramMetricFamily(
+            "kubeferry_request_duration_seconds",
+            "Time from request received to response sent, by route and upstream.",
+            labels=("route", "upstream"),
+        )
+        bounds = [*map(floatToGoString, REQUEST_BUCKETS), "+Inf"]
+        for labels, latency in self.latency.items():
+            cumulative: list[tuple[str, float]] = []
+            total = 0.0
+            for bound, in_bucket in zip(bounds, latency[1:], strict=True):
+                total += in_bucket
+                cumulative.append((bound, total))
+            duration.add_metric(labels, cumulative, latency[0])
+        yield duration
 
 
 class _BackendUp(Collector):

@@ -130,3 +130,19 @@ def test_forget_backend_drops_only_that_backends_series() -> None:
 
 def test_forgetting_an_unknown_backend_is_harmless() -> None:
     Metrics().forget_backend(upstream="nope", backend="10.9.9.9:80")
+
+
+def test_latency_buckets_are_inclusive_upper_bounds_and_inf_holds_everything() -> None:
+    metrics = Metrics()
+    for seconds in (0.005, 0.0050001, 60.0):  # on a bound, just past it, past every bound
+        metrics.observe_request(
+            route="api", upstream="web", backend="10.0.0.1:80", status=200, duration_seconds=seconds
+        )
+    latency = {"route": "api", "upstream": "web"}
+    bucket = "kubeferry_request_duration_seconds_bucket"
+    assert value(metrics, bucket, **latency, le="0.0025") == 0
+    assert value(metrics, bucket, **latency, le="0.005") == 1
+    assert value(metrics, bucket, **latency, le="0.01") == 2
+    assert value(metrics, bucket, **latency, le="30.0") == 2
+    assert value(metrics, bucket, **latency, le="+Inf") == 3
+    assert value(metrics, "kubeferry_request_duration_seconds_count", **latency) == 3
