@@ -28,7 +28,7 @@ from proxy.headers import (
     ResponseFields,
     downstream_head_from_raw,
     downstream_headers_from_raw,
-    upstream_request_head,
+    upstream_request_head_raw,
 )
 from proxy.model import Endpoint
 from proxy.outcome import Outcome, RequestMetrics
@@ -159,10 +159,10 @@ class Failover:
                     self._metrics.retry(upstream=upstream, outcome=retry)
                     retry = None
                 outcome.backend = endpoint.key
-                head = upstream_request_head(
+                head = upstream_request_head_raw(
                     method,
                     request.raw_path,
-                    request.headers,
+                    request.raw_headers,
                     client_ip=request.remote or "",
                     scheme=scheme,
                     request_id=request_id,

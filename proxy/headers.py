@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import random
 import time
+from collections.abc import Sequence
 from email.utils import formatdate
 
 from multidict import CIMultiDict, MultiMapping
@@ -116,28 +117,93 @@ def upstream_request_head(
     default_host: str,
     chunked: bool,
 ) -> bytes:
+    """`upstream_request_head_raw` for decoded headers (encoded back byte for byte)."""
+    raw = [(_encode(name), _encode(value)) for name, value in headers.items()]
+    return upstream_request_head_raw(
+        method,
+        target,
+        raw,
+        client_ip=client_ip,
+        scheme=scheme,
+        request_id=request_id,
+        default_host=default_host,
+        chunked=chunked,
+    )
+
+
+def upstream_request_head_raw(
+    method: str,
+    target: str,
+    raw: Sequence[tuple[bytes, bytes]],
+    *,
+    client_ip: str,
+    scheme: str,
+    request_id: str,
+    default_host: str,
+    chunked: bool,
+) -> bytes:
     """The request line and headers for the upstream, as bytes ready to write: the fields of
     `upstream_request_headers`, `Host: default_host` if the client sent none (HTTP/1.0), and
-    `Transfer-Encoding: chunked` when the body is relayed in chunks."""
-    fields = _forwarded_fields(headers, client_ip=client_ip, scheme=scheme, request_id=request_id)
-    lines = [f"{method} {target} HTTP/1.1"]
-    lines += [f"{name}: {value}" for name, value in fields]
-    if "Host" not in headers:
-        lines.append(f"Host: {default_host}")
+    `Transfer-Encoding: chunked` when the body is relayed in chunks.
+
+    Built from the request's raw header bytes (aiohttp's `raw_headers`), so nothing is decoded
+    and encoded again: about half the cost of the same head from the decoded multidict."""
+    tokens = _raw_connection_tokens(raw)
+    drop = _HOP_BY_HOP_BYTES | tokens if tokens else _HOP_BY_HOP_BYTES
+    lines = [f"{method} {target} HTTP/1.1".encode("utf-8", "surrogateescape")]
+    forwarded_for: bytes | None = None
+    host: bytes | None = None
+    has_host = False
+    for name, value in raw:
+        lower = name.lower()
+        if lower == b"host":
+            has_host = True
+        if lower in drop or lower in _SET_BY_PROXY_BYTES:
+            continue
+        if lower == b"x-forwarded-for":
+            forwarded_for = value if forwarded_for is None else forwarded_for + b", " + value
+            continue
+        if lower == b"host" and host is None:
+            host = value
+        lines.append(name + b": " + value)
+    ip = _encode(client_ip)
+    lines.append(b"X-Forwarded-For: " + (forwarded_for + b", " + ip if forwarded_for else ip))
+    lines.append(b"X-Forwarded-Proto: " + _encode(scheme))
+    if host is not None:
+        lines.append(b"X-Forwarded-Host: " + host)
+    lines.append(b"X-Request-ID: " + _encode(request_id))
+    if not has_host:
+        lines.append(b"Host: " + _encode(default_host))
     if chunked:
-        lines.append("Transfer-Encoding: chunked")
-    lines += ("", "")
-    text = "\r\n".join(lines)
+        lines.append(b"Transfer-Encoding: chunked")
+    lines += (b"", b"")
+    head = b"\r\n".join(lines)
     # A CR or LF inside a field would start a header (or a request) of the sender's choosing.
     # The server's parser already refuses them; counting line breaks makes sure, in one pass.
     breaks = len(lines) - 1
-    if text.count("\n") != breaks or text.count("\r") != breaks:
+    if head.count(b"\n") != breaks or head.count(b"\r") != breaks:
         raise ValueError("line break inside a request header field")
+    return head
+
+
+def _encode(text: str) -> bytes:
     # The server decoded the head as UTF-8 with surrogateescape: this restores the exact bytes.
     return text.encode("utf-8", "surrogateescape")
 
 
+def _raw_connection_tokens(raw: Sequence[tuple[bytes, bytes]]) -> frozenset[bytes]:
+    """Lower-cased field names the `Connection` fields list (raw bytes)."""
+    tokens = [
+        token.strip().lower()
+        for name, value in raw
+        if name.lower() == b"connection"
+        for token in value.split(b",")
+    ]
+    return frozenset(token for token in tokens if token)
+
+
 _HOP_BY_HOP_BYTES = frozenset(name.encode() for name in HOP_BY_HOP)
+_SET_BY_PROXY_BYTES = frozenset(name.encode() for name in _SET_BY_PROXY)
 _RESPONSE_SPECIAL = _HOP_BY_HOP_BYTES | {b"x-request-id"}
 
 
