@@ -43,7 +43,8 @@ from proxy.tls.files import FileReloader
 from proxy.tls.store import CertificateStore
 
 if TYPE_CHECKING:  # imported only with --gateway-api
-    from controller.gateway_sync import GatewaySync, GatewayWriter
+    from controller.gateway_sync import GatewaySync
+    from controller.gateway_writer import GatewayWriter
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,7 +170,8 @@ class Controller:
         self.gateway: GatewaySync | None = None
         self._gateway_writer: GatewayWriter | None = None
         if options.gateway is not None:
-            from controller.gateway_sync import GatewaySync, GatewayWriter
+            from controller.gateway_sync import GatewaySync
+            from controller.gateway_writer import GatewayWriter
 
             self.gateway = GatewaySync(
                 self.cache, options.gateway, Defaults.from_settings(settings)

@@ -5,6 +5,7 @@ reach a stand-in pod, and the Service goes when the Gateway does."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -42,7 +43,10 @@ async def test_gateway_and_route_are_accepted_programmed_and_serve_a_pod(
     stand_in_pods: StandInPods,
     start_controller: StartController,
     http: aiohttp.ClientSession,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    # Every log line of the Gateway path is made (a bad `extra` key raises only then).
+    caplog.set_level(logging.DEBUG, "kubeferry.controller")
     ns = kube_namespace
     await stand_in_pods.create(ns, "web-a", {"app": "web"})
     await create_service(kube_api, ns, "web", app="web")
@@ -116,3 +120,5 @@ async def test_gateway_and_route_are_accepted_programmed_and_serve_a_pod(
         assert await gw.owned_service(kube_api, ns, ns) is None
 
     await eventually(service_deleted)
+    logged = {getattr(r, "event", "") for r in caplog.records}
+    assert {"gateway_service", "gateway_status"} <= logged

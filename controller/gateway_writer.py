@@ -1,0 +1,182 @@
+"""The I/O of the Gateway API side: `GatewayWriter` applies what `GatewaySync` (controller.
+gateway_sync) wants: the data plane's listener sockets, the per-Gateway Services
+(controller.gateway.services) and the status merge patches (controller.gateway.status_writer).
+
+It takes the latest desired state (`want`, a plain def the sync calls; never a queue) and
+applies it whole: listeners first (Programmed waits for their sockets), then Services, then
+statuses. A failed call is logged and everything is tried again after a backoff, with
+whatever is desired by then; a status write refused with 409 (the object changed since it
+was read) or 404 (gone) is left to the next sync, which the watch event triggers anyway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
+
+from controller.backoff import Backoff
+from controller.gateway import services as owned_services
+from controller.gateway import status_writer
+from controller.gateway_sync import GatewayDesired
+from proxy.listeners import ListenerReport, ListenerSpec
+
+logger = logging.getLogger("kubeferry.controller.gateway")
+
+
+class ListenerSink(Protocol):
+    """The data plane's dynamic listeners (proxy.app.DataPlane)."""
+
+    async def set_listeners(self, specs: Sequence[ListenerSpec]) -> ListenerReport: ...
+
+
+class GatewayWriter:
+    """Applies the latest `GatewayDesired`: listeners first (so Programmed can follow), then
+    the owned Services, then the statuses. A failed call is logged and everything is tried
+    again after a backoff, with whatever is desired by then; `CancelledError` ends it.
+
+    Mutable state (event loop only): `_wanted` (the latest desired state), `_applied` (the
+    one last applied without failure), `_listeners` (the specs last accepted whole by the data
+    plane), `_written` (status writes sent, by object and the resourceVersion they were
+    computed from, so a sync before the watch brings the new object does not send them twice).
+    """
+
+    def __init__(
+        self,
+        api: Any,
+        *,
+        listeners: ListenerSink,
+        service_namespace: str,
+        on_bound: Callable[[frozenset[int]], None],
+        backoff_initial_seconds: float = 0.5,
+        backoff_max_seconds: float = 30.0,
+        rng: random.Random | None = None,
+        sleep: Callable[[float], Any] = asyncio.sleep,
+    ) -> None:
+        from kubernetes_asyncio import client
+
+        self._core = client.CoreV1Api(api)
+        self._custom = client.CustomObjectsApi(api)
+        self._plane = listeners
+        self._namespace = service_namespace
+        self._on_bound = on_bound
+        self._sleep = sleep
+        self._backoff = Backoff(
+            initial_seconds=backoff_initial_seconds,
+            max_seconds=backoff_max_seconds,
+            rng=rng or random.Random(),
+        )
+        self._wanted: GatewayDesired | None = None
+        self._applied: GatewayDesired | None = None
+        self._listeners: tuple[ListenerSpec, ...] | None = None
+        self._written: dict[tuple[str, str, str], tuple[str, Mapping[str, Any]]] = {}
+        self._wake = asyncio.Event()
+        self.writes = 0  # status writes sent (a test and debug aid)
+
+    def __repr__(self) -> str:
+        return f"<GatewayWriter {self.writes} status writes, failures={self._backoff.failures}>"
+
+    def want(self, desired: GatewayDesired) -> None:
+        """Apply `desired` next (replacing anything not applied yet). Plain def."""
+        if desired is not self._applied:
+            self._wanted = desired
+            self._wake.set()
+
+    async def run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            desired = self._wanted
+            if desired is None:
+                continue
+            try:
+                failed = await self.apply(desired)
+            except Exception as error:  # the top of the task: a bug here must not stop serving
+                logger.exception(
+                    "applying the Gateway state failed", extra={"event": "gateway_write_failed"}
+                )
+                failed = [repr(error)]
+            if failed:
+                delay = self._backoff.next_delay()
+                logger.warning(
+                    "Gateway API writes failed (%s); retrying in %.2fs",
+                    "; ".join(failed[:5]),
+                    delay,
+                    extra={
+                        "event": "gateway_write_failed",
+                        "failures": failed,
+                        "delay_seconds": round(delay, 3),
+                    },
+                )
+                await self._sleep(delay)
+                self._applied = None
+                self._wake.set()  # again, with whatever is wanted by then
+            else:
+                self._backoff.reset()
+                self._applied = desired
+
+    async def apply(self, desired: GatewayDesired) -> list[str]:
+        """Make the calls `desired` implies; returns what failed (empty: all done)."""
+        failed: list[str] = []
+        if desired.listeners != self._listeners:
+            try:
+                report = await self._plane.set_listeners(desired.listeners)
+            except Exception as error:  # a boundary: the next attempt opens them
+                failed.append(f"listeners: {error}")
+            else:
+                self._on_bound(report.ports)
+                if report.failed:
+                    failed.extend(f"listener {n}: {why}" for n, why in report.failed.items())
+                else:
+                    self._listeners = desired.listeners
+        for change in desired.services:
+            try:
+                await owned_services.apply(self._core, self._namespace, change)
+            except Exception as error:
+                failed.append(f"{change}: {_describe(error)}")
+            else:
+                logger.info(
+                    "%s for its Gateway",
+                    change,
+                    extra={
+                        "event": "gateway_service",
+                        "action": change.action,
+                        "service": change.name,
+                    },
+                )
+        for write in desired.statuses:
+            key = (write.kind, write.namespace, write.name)
+            if self._written.get(key) == (write.resource_version, write.patch):
+                continue  # sent already; the watch has not brought the result yet
+            try:
+                await status_writer.write(self._custom, write)
+            except Exception as error:
+                if getattr(error, "status", None) == 409:
+                    # Changed since it was read: the watch brings the new object and the
+                    # next sync computes the status again from it.
+                    continue
+                if getattr(error, "status", None) == 404:
+                    continue  # deleted meanwhile
+                failed.append(f"status of {write}: {_describe(error)}")
+            else:
+                self.writes += 1
+                self._written[key] = (write.resource_version, write.patch)
+                logger.debug(
+                    "wrote the status of %s",
+                    write,
+                    extra={"event": "gateway_status", "object": str(write)},
+                )
+        wanted = {(w.kind, w.namespace, w.name) for w in desired.statuses}
+        for key in [k for k in self._written if k not in wanted]:
+            del self._written[key]  # done (or no longer wanted): forget it
+        return failed
+
+
+def _describe(error: BaseException) -> str:
+    status = getattr(error, "status", None)
+    reason = getattr(error, "reason", None)
+    if status is not None:
+        return f"HTTP {status} {reason or ''}".strip()
+    return repr(error)
