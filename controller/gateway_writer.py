@@ -7,13 +7,17 @@ applies it whole: listeners first (Programmed waits for their sockets), then Ser
 statuses. A failed call is logged and everything is tried again after a backoff, with
 whatever is desired by then; a status write refused with 409 (the object changed since it
 was read) or 404 (gone) is left to the next sync, which the watch event triggers anyway.
+Each object's status gets at most `budget_writes` writes per `budget_seconds`, so two
+replicas that disagree (each writes what its own sockets say) cannot ping-pong a status.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import random
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
@@ -40,7 +44,8 @@ class GatewayWriter:
     Mutable state (event loop only): `_wanted` (the latest desired state), `_applied` (the
     one last applied without failure), `_listeners` (the specs last accepted whole by the data
     plane), `_written` (status writes sent, by object and the resourceVersion they were
-    computed from, so a sync before the watch brings the new object does not send them twice).
+    computed from, so a sync before the watch brings the new object does not send them twice),
+    `_history` (recent status writes per object, for the write budget).
     """
 
     def __init__(
@@ -54,15 +59,26 @@ class GatewayWriter:
         backoff_max_seconds: float = 30.0,
         rng: random.Random | None = None,
         sleep: Callable[[float], Any] = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        budget_writes: int = 10,
+        budget_seconds: float = 30.0,
+        core: Any = None,
+        custom: Any = None,
     ) -> None:
         from kubernetes_asyncio import client
 
-        self._core = client.CoreV1Api(api)
-        self._custom = client.CustomObjectsApi(api)
+        # kubernetes-asyncio's CoreV1Api and CustomObjectsApi (a unit test passes its fakes).
+        self._core: Any = core if core is not None else client.CoreV1Api(api)
+        self._custom: Any = custom if custom is not None else client.CustomObjectsApi(api)
         self._plane = listeners
         self._namespace = service_namespace
         self._on_bound = on_bound
         self._sleep = sleep
+        self._clock = clock
+        self._budget_writes = budget_writes
+        self._budget_seconds = budget_seconds
+        # Per object, when we wrote its status lately (see `_budget_allows`).
+        self._history: dict[tuple[str, str, str], collections.deque[float]] = {}
         self._backoff = Backoff(
             initial_seconds=backoff_initial_seconds,
             max_seconds=backoff_max_seconds,
@@ -150,6 +166,12 @@ class GatewayWriter:
             key = (write.kind, write.namespace, write.name)
             if self._written.get(key) == (write.resource_version, write.patch):
                 continue  # sent already; the watch has not brought the result yet
+            if not self._budget_allows(key):
+                failed.append(
+                    f"status of {write}: written {self._budget_writes} times in "
+                    f"{self._budget_seconds:g}s, held back (another writer disagrees?)"
+                )
+                continue
             try:
                 await status_writer.write(self._custom, write)
             except Exception as error:
@@ -163,6 +185,7 @@ class GatewayWriter:
             else:
                 self.writes += 1
                 self._written[key] = (write.resource_version, write.patch)
+                self._history.setdefault(key, collections.deque()).append(self._clock())
                 logger.debug(
                     "wrote the status of %s",
                     write,
@@ -171,7 +194,26 @@ class GatewayWriter:
         wanted = {(w.kind, w.namespace, w.name) for w in desired.statuses}
         for key in [k for k in self._written if k not in wanted]:
             del self._written[key]  # done (or no longer wanted): forget it
+        now = self._clock()
+        for key in [k for k, h in self._history.items() if now - h[-1] > self._budget_seconds]:
+            del self._history[key]
         return failed
+
+    def _budget_allows(self, key: tuple[str, str, str]) -> bool:
+        """At most `budget_writes` status writes of one object per `budget_seconds`. Our own
+        write comes back equal and asks for nothing more, so an object that keeps needing
+        writes is one another writer keeps changing back: a second replica that disagrees (it
+        could not bind a port, say) would otherwise ping-pong with us as fast as the API
+        server answers."""
+        history = self._history.get(key)
+        if history is None:
+            return True
+        now = self._clock()
+        while history and now - history[0] > self._budget_seconds:
+            history.popleft()
+        if not history:
+            del self._history[key]
+        return len(history) < self._budget_writes
 
 
 def _describe(error: BaseException) -> str:
