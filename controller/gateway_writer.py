@@ -7,8 +7,9 @@ applies it whole: listeners first (Programmed waits for their sockets), then Ser
 statuses. A failed call is logged and everything is tried again after a backoff, with
 whatever is desired by then; a status write refused with 409 (the object changed since it
 was read) or 404 (gone) is left to the next sync, which the watch event triggers anyway.
-Each object's status gets at most `budget_writes` writes per `budget_seconds`, so two
-replicas that disagree (each writes what its own sockets say) cannot ping-pong a status.
+One and the same status of an object is written at most `budget_writes` times per
+`budget_seconds`, so two replicas that disagree (each writes what its own sockets say)
+cannot ping-pong it.
 """
 
 from __future__ import annotations
@@ -60,8 +61,8 @@ class GatewayWriter:
         rng: random.Random | None = None,
         sleep: Callable[[float], Any] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
-        budget_writes: int = 10,
-        budget_seconds: float = 30.0,
+        budget_writes: int = 5,
+        budget_seconds: float = 10.0,
         core: Any = None,
         custom: Any = None,
     ) -> None:
@@ -78,7 +79,9 @@ class GatewayWriter:
         self._budget_writes = budget_writes
         self._budget_seconds = budget_seconds
         # Per object, when we wrote its status lately (see `_budget_allows`).
-        self._history: dict[tuple[str, str, str], collections.deque[float]] = {}
+        self._history: dict[
+            tuple[str, str, str], collections.deque[tuple[float, Mapping[str, Any]]]
+        ] = {}
         self._backoff = Backoff(
             initial_seconds=backoff_initial_seconds,
             max_seconds=backoff_max_seconds,
@@ -166,10 +169,10 @@ class GatewayWriter:
             key = (write.kind, write.namespace, write.name)
             if self._written.get(key) == (write.resource_version, write.patch):
                 continue  # sent already; the watch has not brought the result yet
-            if not self._budget_allows(key):
+            if not self._budget_allows(key, write.patch):
                 failed.append(
-                    f"status of {write}: written {self._budget_writes} times in "
-                    f"{self._budget_seconds:g}s, held back (another writer disagrees?)"
+                    f"status of {write}: the same status written {self._budget_writes} times "
+                    f"in {self._budget_seconds:g}s, held back (another writer disagrees?)"
                 )
                 continue
             try:
@@ -185,7 +188,8 @@ class GatewayWriter:
             else:
                 self.writes += 1
                 self._written[key] = (write.resource_version, write.patch)
-                self._history.setdefault(key, collections.deque()).append(self._clock())
+                history = self._history.setdefault(key, collections.deque())
+                history.append((self._clock(), write.patch))
                 logger.debug(
                     "wrote the status of %s",
                     write,
@@ -195,25 +199,27 @@ class GatewayWriter:
         for key in [k for k in self._written if k not in wanted]:
             del self._written[key]  # done (or no longer wanted): forget it
         now = self._clock()
-        for key in [k for k, h in self._history.items() if now - h[-1] > self._budget_seconds]:
+        for key in [k for k, h in self._history.items() if now - h[-1][0] > self._budget_seconds]:
             del self._history[key]
         return failed
 
-    def _budget_allows(self, key: tuple[str, str, str]) -> bool:
-        """At most `budget_writes` status writes of one object per `budget_seconds`. Our own
-        write comes back equal and asks for nothing more, so an object that keeps needing
-        writes is one another writer keeps changing back: a second replica that disagrees (it
-        could not bind a port, say) would otherwise ping-pong with us as fast as the API
-        server answers."""
+    def _budget_allows(self, key: tuple[str, str, str], patch: Mapping[str, Any]) -> bool:
+        """At most `budget_writes` writes of one and the same status of an object per
+        `budget_seconds`. Our own write comes back equal and asks for nothing more, and real
+        changes (a route attached, a generation bumped) make a different status; sending the
+        same one again and again means another writer keeps changing it back: a second
+        replica that disagrees (it could not bind a port, say) would otherwise ping-pong with
+        us as fast as the API server answers."""
         history = self._history.get(key)
         if history is None:
             return True
         now = self._clock()
-        while history and now - history[0] > self._budget_seconds:
+        while history and now - history[0][0] > self._budget_seconds:
             history.popleft()
         if not history:
             del self._history[key]
-        return len(history) < self._budget_writes
+            return True
+        return sum(1 for _, sent in history if sent == patch) < self._budget_writes
 
 
 def _describe(error: BaseException) -> str:
