@@ -189,7 +189,7 @@ class GatewayWriter:
                 self.writes += 1
                 self._written[key] = (write.resource_version, write.patch)
                 history = self._history.setdefault(key, collections.deque())
-                history.append((self._clock(), write.patch))
+                history.append((self._clock(), _without_times(write.patch)))
                 logger.debug(
                     "wrote the status of %s",
                     write,
@@ -219,7 +219,18 @@ class GatewayWriter:
         if not history:
             del self._history[key]
             return True
-        return sum(1 for _, sent in history if sent == patch) < self._budget_writes
+        shape = _without_times(patch)
+        return sum(1 for _, sent in history if sent == shape) < self._budget_writes
+
+
+def _without_times(value: Any) -> Any:
+    """`value` without lastTransitionTime anywhere: two replicas flipping a condition back
+    and forth stamp it anew each time, yet send the same status."""
+    if isinstance(value, Mapping):
+        return {k: _without_times(v) for k, v in value.items() if k != "lastTransitionTime"}
+    if isinstance(value, list):
+        return [_without_times(v) for v in value]
+    return value
 
 
 def _describe(error: BaseException) -> str:

@@ -66,7 +66,9 @@ class Clock:
 
 
 def status(name: str, rv: str, value: str = "x") -> StatusWrite:
-    return StatusWrite("HTTPRoute", "ns", name, rv, {"parents": [value]})
+    # A fresh lastTransitionTime each time, as a writer flipping a condition stamps it.
+    condition = {"type": "Accepted", "status": value, "lastTransitionTime": f"t{rv}"}
+    return StatusWrite("HTTPRoute", "ns", name, rv, {"parents": [{"conditions": [condition]}]})
 
 
 def writer(
@@ -100,10 +102,7 @@ async def test_listeners_then_services_then_statuses_and_nothing_twice() -> None
     assert api.calls[1][1] == (
         "ns",
         "web",
-        {
-            "metadata": {"resourceVersion": "5"},
-            "status": {"parents": ["x"]},
-        },
+        {"metadata": {"resourceVersion": "5"}, "status": status("web", "5").patch},
     )
     # The same again (the watch has not brought the objects back yet): listeners equal, the
     # status already sent from that resourceVersion; the Service create is idempotent.
