@@ -1,19 +1,19 @@
-"""`python -m bench [--only proxy|tls|churn|controller|all] [--quick] ...`: run the sections,
-print the tables, write them to bench/results/latest.md, exit non-zero if a section failed."""
+"""`python -m bench [--only proxy|tls|churn|idle|controller|all] [--quick] ...`: print the
+machine, run the sections, print the tables, write them (under a header naming the machine and
+the load average before and after) to bench/results/latest.md, exit non-zero if a section
+failed."""
 
 from __future__ import annotations
 
 import datetime
 import importlib
 import importlib.util
-import os
-import platform
 import shlex
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
 
-from bench import churn, loadbalancers, tls
+from bench import churn, idle, loadbalancers, machine, tls
 from bench.options import Options, parse_options
 from bench.processes import BenchError, sigterm_as_interrupt
 from bench.report import Section
@@ -32,6 +32,9 @@ def controller_section() -> SectionRunner | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     options = parse_options(argv)
+    measured_on = machine.current(options.kubeferry)
+    print(f"machine: {measured_on.describe()}")
+    print(f"load average (1 / 5 / 15 min) before: {machine.format_load(measured_on.load_before)}")
     sections: list[Section] = []
     try:
         with sigterm_as_interrupt():
@@ -41,6 +44,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 sections.append(tls.run(options))
             if options.only in ("churn", "all"):
                 sections.append(churn.run(options))
+            if options.only in ("idle", "all"):
+                sections.append(idle.run(options))
             if options.only in ("controller", "all"):
                 runner = controller_section()
                 if runner is not None:
@@ -56,21 +61,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BenchError as error:
         print(f"bench: {error}", file=sys.stderr)
         return 1
-    write_results(options, sections, argv)
+    load_after = machine.load_average()
+    print(f"load average (1 / 5 / 15 min) after: {machine.format_load(load_after)}")
+    write_results(options, sections, argv, measured_on, load_after)
     failures = [f"{s.title}: {f}" for s in sections for f in s.failures]
     for failure in failures:
         print(f"FAIL {failure}", file=sys.stderr)
     return 1 if failures else 0
 
 
-def write_results(options: Options, sections: list[Section], argv: Sequence[str] | None) -> None:
+def write_results(
+    options: Options,
+    sections: list[Section],
+    argv: Sequence[str] | None,
+    measured_on: machine.Machine,
+    load_after: tuple[float, float, float],
+) -> None:
     command = shlex.join(["python", "-m", "bench", *(sys.argv[1:] if argv is None else argv)])
     header = (
         "# kubeferry benchmark\n\n"
         f"- when: {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC\n"
         f"- command: `{command}`\n"
-        f"- machine: {platform.machine()}, {os.cpu_count()} CPUs, {platform.system()} "
-        f"{platform.release()}; Python {platform.python_version()}\n"
+        f"- machine: {measured_on.describe()}\n"
+        f"- load average (1 / 5 / 15 min): {machine.format_load(measured_on.load_before)} "
+        f"before, {machine.format_load(load_after)} after; other work on the machine lowers "
+        "every requests/s figure (CPU/request moves much less)\n"
         f"- tools: {tool_versions()}\n\n"
     )
     body = "\n".join(section.markdown for section in sections)

@@ -4,6 +4,10 @@ wrk run, in interleaved rounds; each row is the median round.
 
 Floor: kubeferry with its JSON access log on reaches `options.floor_ratio` of nginx's
 requests/s in the same run.
+
+The last row is a reference, not a load balancer: aiohttp's low-level server answering by
+itself (bench/aiohttp_floor.py), the ceiling of any aiohttp-served proxy on this machine. It
+never counts for the floor.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from pathlib import Path
 
 from bench.backends import start_backends
 from bench.options import Options
-from bench.peers import Launch, haproxy_lb, kubeferry_lb, nginx_lb
+from bench.peers import Launch, aiohttp_floor, haproxy_lb, kubeferry_lb, nginx_lb
 from bench.processes import (
     BenchError,
     CpuPlan,
@@ -29,11 +33,12 @@ from bench.processes import (
     group_cpu_seconds,
     wait_http_ok,
 )
-from bench.report import Row, Section, markdown_table, text_table
+from bench.report import Row, Section, describe_rounds, markdown_table, text_table
 from bench.wrk import WrkResult, run_wrk
 
 NGINX = "nginx"
 KUBEFERRY_ACCESS = "kubeferry + JSON access log"
+FRAMEWORK_FLOOR = "reference: aiohttp low-level server, fixed answer (no proxying)"
 # A run with more failed requests than this share is not a result.
 MAX_ERROR_SHARE = 0.01
 
@@ -49,11 +54,15 @@ def contenders(options: Options) -> list[tuple[str, Factory]]:
 
         return launch
 
+    def framework_floor(workdir: Path, port: int, backends: list[int]) -> Launch:
+        return aiohttp_floor(workdir, port, backends, kubeferry=options.kubeferry)
+
     return [
         (NGINX, nginx_lb),
         ("haproxy", haproxy_lb),
         ("kubeferry (access log off)", kubeferry(False)),
         (KUBEFERRY_ACCESS, kubeferry(True)),
+        (FRAMEWORK_FLOOR, framework_floor),
     ]
 
 
@@ -205,10 +214,11 @@ def collect(
             rows.append(Row(name, problem="failed, details below"))
             notes.append(failed.get(name, f"{name}: no runs"))
             continue
-        rows.append(Row(name, median_run(contender.runs)))
-        if options.rounds > 1:
-            spread = ", ".join(f"{r.requests_per_second:,.0f}" for r in contender.runs)
-            notes.append(f"{name}: requests/s per round {spread}.")
+        rounds = tuple(r.requests_per_second for r in contender.runs)
+        row = Row(name, median_run(contender.runs), rounds=rounds if len(rounds) > 1 else ())
+        rows.append(row)
+        if row.rounds:
+            notes.append(describe_rounds(row))
         if name == KUBEFERRY_ACCESS and contender.launch.stdout_path is not None:
             measured = sum(r.requests for r in contender.runs)
             notes.append(describe_access_log(contender.launch.stdout_path, measured))
@@ -229,6 +239,25 @@ def describe_access_log(path: Path, measured_requests: int) -> str:
         f"{access} access lines for {measured_requests} measured requests, plus warm-up "
         "and readiness checks)."
     )
+
+
+def framework_notes(rows: list[Row]) -> list[str]:
+    """What the reference row says: it is no load balancer, and how close kubeferry gets."""
+    by_name = {row.name: row.result for row in rows if row.result is not None}
+    reference = by_name.get(FRAMEWORK_FLOOR)
+    if reference is None:
+        return []
+    notes = [
+        f"{FRAMEWORK_FLOOR}: a reference, not a load balancer (it does not count for the "
+        "floor): bench/aiohttp_floor.py, aiohttp.web.Server on uvloop with access_log=None on "
+        "kubeferry's interpreter, answering every request with the backends' 21-byte body. "
+        "Its requests/s is the ceiling of any aiohttp-served proxy on this machine."
+    ]
+    ours = by_name.get(KUBEFERRY_ACCESS)
+    if ours is not None and reference.requests_per_second > 0:
+        share = ours.requests_per_second / reference.requests_per_second
+        notes.append(f"{KUBEFERRY_ACCESS} reaches {share:.2f}x the reference's requests/s.")
+    return notes
 
 
 def summarize(options: Options, rows: list[Row], notes: list[str]) -> Section:
@@ -259,6 +288,7 @@ def summarize(options: Options, rows: list[Row], notes: list[str]) -> Section:
                 f"Floor met: {KUBEFERRY_ACCESS} at {ratio:.2f}x nginx "
                 f"(floor {options.floor_ratio:.2f}x)."
             )
+    notes.extend(framework_notes(rows))
     print()
     print(text_table(rows, baseline))
     for note in notes:

@@ -12,6 +12,10 @@ DEFAULT_RESULTS = Path(__file__).resolve().parent / "results" / "latest.md"
 _VENV_KUBEFERRY = Path(__file__).resolve().parent.parent / ".venv" / "bin" / "kubeferry"
 DEFAULT_KUBEFERRY = _VENV_KUBEFERRY if _VENV_KUBEFERRY.exists() else Path("kubeferry")
 MAX_SERVICES = 100_000  # 1,000,000 endpoints: far past what one API server on loopback holds
+# Idle section: every idle connection takes a loopback ephemeral port (32768-60999 by default,
+# shared with wrk and the upstream pools), so well under 28,000.
+MAX_IDLE_CONNECTIONS = 25_000
+SECTIONS = ("proxy", "tls", "churn", "idle", "controller", "all")
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +39,9 @@ class Options:
     # Churn section: one backend restarted every period, for this many periods.
     churn_period_seconds: int = 20
     churn_cycles: int = 3
+    # Idle section: keep-alive connections held idle, and wrk's connections while they are.
+    idle_connections: int = 10_000
+    idle_active_connections: int = 256
 
 
 def parse_options(argv: Sequence[str] | None = None) -> Options:
@@ -42,9 +49,7 @@ def parse_options(argv: Sequence[str] | None = None) -> Options:
         prog="python -m bench",
         description="kubeferry vs nginx and HAProxy over the same loopback backends, with wrk.",
     )
-    parser.add_argument(
-        "--only", choices=("proxy", "tls", "churn", "controller", "all"), default="all"
-    )
+    parser.add_argument("--only", choices=SECTIONS, default="all")
     parser.add_argument("--duration", type=int, default=10, help="seconds of load per run")
     parser.add_argument("--warmup", type=int, default=2, help="seconds of unmeasured load first")
     parser.add_argument(
@@ -90,7 +95,25 @@ def parse_options(argv: Sequence[str] | None = None) -> Options:
         metavar="N",
         help="churn section: restarts per load balancer (--quick: 2)",
     )
+    parser.add_argument(
+        "--idle-connections",
+        type=int,
+        default=10_000,
+        metavar="N",
+        help="idle section: keep-alive connections held idle during the load (default 10000)",
+    )
+    parser.add_argument(
+        "--idle-active",
+        type=int,
+        default=256,
+        metavar="C",
+        help="idle section: wrk -c while the idle connections are held (default 256)",
+    )
     args = parser.parse_args(argv)
+    if not 1 <= args.idle_connections <= MAX_IDLE_CONNECTIONS:
+        parser.error(f"--idle-connections must be 1-{MAX_IDLE_CONNECTIONS}")
+    if not args.threads <= args.idle_active <= 4096:
+        parser.error("--idle-active must be at least --threads and at most 4096")
     if not 4 <= args.churn_period <= 120 or not 1 <= args.churn_cycles <= 20:
         parser.error("--churn-period must be 4-120 s and --churn-cycles 1-20")
     if args.services is not None and not 1 <= args.services <= MAX_SERVICES:
@@ -117,4 +140,6 @@ def parse_options(argv: Sequence[str] | None = None) -> Options:
         services=args.services,
         churn_period_seconds=4 if args.quick else args.churn_period,
         churn_cycles=2 if args.quick else args.churn_cycles,
+        idle_connections=args.idle_connections,
+        idle_active_connections=args.idle_active,
     )

@@ -13,6 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.backends import nginx_argv, nginx_http_preamble, nginx_preamble
+from bench.machine import interpreter_of
+
+# The directory holding the bench package, for `python -m bench.aiohttp_floor` run by
+# kubeferry's interpreter (which need not have this checkout on its path).
+_CHECKOUT = Path(__file__).resolve().parent.parent
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +100,19 @@ def kubeferry_lb(
     # JSON lines go to a real file, not /dev/null, so the run pays for the writes.
     stdout = workdir / f"{name}.jsonl"
     return Launch(argv, port, env=env, stdout_path=stdout, log_path=workdir / f"{name}.stderr")
+
+
+def aiohttp_floor(workdir: Path, port: int, backends: list[int], *, kubeferry: Path) -> Launch:
+    """bench/aiohttp_floor.py on the interpreter `kubeferry` runs on (same Python, aiohttp and
+    uvloop); it ignores the backends: it answers every request itself."""
+    python = interpreter_of(kubeferry)
+    if python is None:
+        # Not a failure to hide: the row would measure some other interpreter.
+        return Launch([f"(no Python interpreter found in {kubeferry}'s #! line)"], port)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_CHECKOUT), env.get("PYTHONPATH", "")) if p)
+    argv = [str(python), "-m", "bench.aiohttp_floor", "--port", str(port)]
+    return Launch(argv, port, env=env, log_path=workdir / "aiohttp-floor.stderr")
 
 
 LaunchFactory = Callable[[Path, int, list[int]], Launch]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import statistics
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bench.wrk import WrkResult
@@ -9,11 +11,38 @@ from bench.wrk import WrkResult
 
 @dataclass(frozen=True, slots=True)
 class Row:
-    """One load balancer's measured run, or why it has none."""
+    """One load balancer's measured run, or why it has none. `rounds` holds the requests/s
+    of every round the row's result was picked from (empty: a single run)."""
 
     name: str
     result: WrkResult | None = None
     problem: str = ""
+    rounds: tuple[float, ...] = ()
+
+    @property
+    def spread(self) -> float | None:
+        return spread(self.rounds)
+
+
+def spread(values: Sequence[float]) -> float | None:
+    """Run-to-run spread: (max - min) / median, 0.12 for 12%. None for fewer than two values
+    or a zero median (nothing to compare against)."""
+    if len(values) < 2:
+        return None
+    middle = statistics.median(values)
+    if middle <= 0:
+        return None
+    return (max(values) - min(values)) / middle
+
+
+def format_spread(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0%}"
+
+
+def describe_rounds(row: Row) -> str:
+    """The rounds' values and their spread, for the note under a table."""
+    values = ", ".join(f"{value:,.0f}" for value in row.rounds)
+    return f"{row.name}: requests/s per round {values} (spread {format_spread(row.spread)})."
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,20 +66,33 @@ def format_seconds(seconds: float) -> str:
 
 
 HEADERS = ("load balancer", "requests/s", "p50", "p99", "CPU/request", "errors", "vs nginx")
+SPREAD = "spread"
+
+
+def headers(
+    rows: list[Row], *, first: str = HEADERS[0], ratio: str = HEADERS[-1]
+) -> tuple[str, ...]:
+    """The columns: a spread column after requests/s when some row has rounds to compare."""
+    spread_column = (SPREAD,) if any(len(row.rounds) > 1 for row in rows) else ()
+    return (first, HEADERS[1], *spread_column, *HEADERS[2:-1], ratio)
 
 
 def table_cells(rows: list[Row], baseline: float | None) -> list[tuple[str, ...]]:
+    with_spread = SPREAD in headers(rows)
     cells: list[tuple[str, ...]] = []
     for row in rows:
         r = row.result
+        spread_cell = (format_spread(row.spread),) if with_spread else ()
         if r is None:
-            cells.append((row.name, "-", "-", "-", "-", "-", f"not run: {row.problem}"))
+            dashes = ("-",) * (5 + len(spread_cell))
+            cells.append((row.name, *dashes, f"not run: {row.problem}"))
             continue
         ratio = f"{r.requests_per_second / baseline:.2f}x" if baseline else "-"
         cells.append(
             (
                 row.name,
                 f"{r.requests_per_second:,.0f}",
+                *spread_cell,
                 format_seconds(r.p50_seconds),
                 format_seconds(r.p99_seconds),
                 "-"
@@ -63,18 +105,32 @@ def table_cells(rows: list[Row], baseline: float | None) -> list[tuple[str, ...]
     return cells
 
 
-def markdown_table(rows: list[Row], baseline: float | None) -> str:
+def markdown_table(
+    rows: list[Row],
+    baseline: float | None,
+    *,
+    first: str = HEADERS[0],
+    ratio: str = HEADERS[-1],
+) -> str:
+    names = headers(rows, first=first, ratio=ratio)
     lines = [
-        "| " + " | ".join(HEADERS) + " |",
-        "|" + "|".join(("---", *("---:",) * (len(HEADERS) - 1))) + "|",
+        "| " + " | ".join(names) + " |",
+        "|" + "|".join(("---", *("---:",) * (len(names) - 1))) + "|",
     ]
     lines += ["| " + " | ".join(cells) + " |" for cells in table_cells(rows, baseline)]
     return "\n".join(lines) + "\n"
 
 
-def text_table(rows: list[Row], baseline: float | None) -> str:
-    cells = [HEADERS, *table_cells(rows, baseline)]
-    widths = [max(len(line[i]) for line in cells) for i in range(len(HEADERS))]
+def text_table(
+    rows: list[Row],
+    baseline: float | None,
+    *,
+    first: str = HEADERS[0],
+    ratio: str = HEADERS[-1],
+) -> str:
+    names = headers(rows, first=first, ratio=ratio)
+    cells = [names, *table_cells(rows, baseline)]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(names))]
     out = []
     for line in cells:
         # Name column left-aligned, numbers right-aligned.

@@ -1,0 +1,59 @@
+"""`python -m bench.aiohttp_floor --port N`: aiohttp's low-level server on uvloop answering
+every request with the backends' small fixed body, proxying nothing.
+
+It is the proxy section's reference row, not a load balancer: the same server kubeferry uses
+(`aiohttp.web.Server`, see proxy/protocol.py and proxy/app.py), on the same interpreter, with
+aiohttp's access log off, doing no work of its own. Its requests/s is the ceiling any
+aiohttp-served proxy reaches on the machine; what kubeferry loses below it is kubeferry's own
+per-request work. Stops on SIGTERM or SIGINT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from collections.abc import Sequence
+
+import uvloop
+from aiohttp import web
+
+# What backend 1 of bench.backends sends (nginx `return 200 "..."`, text/plain).
+BODY = b"hello from backend 1\n"
+
+
+async def answer(request: web.BaseRequest) -> web.Response:
+    return web.Response(body=BODY, content_type="text/plain")
+
+
+async def serve(host: str, port: int) -> None:
+    server = web.Server(answer, access_log=None)
+    loop = asyncio.get_running_loop()
+    listener = await loop.create_server(server, host, port, backlog=1024)
+    stop = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    print(f"aiohttp floor on http://{host}:{port}/", flush=True)
+    try:
+        await stop.wait()
+    finally:
+        listener.close()
+        await server.shutdown(1.0)
+        await listener.wait_closed()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.aiohttp_floor", description=__doc__)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--host", default="127.0.0.1", help="loopback only")
+    args = parser.parse_args(argv)
+    if not args.host.startswith("127.") and args.host != "::1":
+        parser.error("the benchmark listens on loopback only")
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(serve(args.host, args.port))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
