@@ -50,7 +50,12 @@ def parse_options(argv: Sequence[str] | None = None) -> Options:
         description="kubeferry vs nginx and HAProxy over the same loopback backends, with wrk.",
     )
     parser.add_argument("--only", choices=SECTIONS, default="all")
-    parser.add_argument("--duration", type=int, default=10, help="seconds of load per run")
+    parser.add_argument(
+        "--duration",
+        type=int,
+        default=10,
+        help="seconds of load per run (idle section: at most 30)",
+    )
     parser.add_argument("--warmup", type=int, default=2, help="seconds of unmeasured load first")
     parser.add_argument(
         "--rounds",
@@ -68,7 +73,12 @@ def parse_options(argv: Sequence[str] | None = None) -> Options:
     )
     parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="Markdown output")
     parser.add_argument("--keep-temp", action="store_true", help="keep configs and logs")
-    parser.add_argument("--kubeferry", type=Path, default=DEFAULT_KUBEFERRY, help="the CLI to run")
+    parser.add_argument(
+        "--kubeferry",
+        type=Path,
+        default=DEFAULT_KUBEFERRY,
+        help="the CLI to run; the aiohttp reference row runs on the Python of its #! line",
+    )
     parser.add_argument(
         "--no-pin",
         action="store_true",

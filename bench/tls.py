@@ -359,9 +359,11 @@ def summarize(
             handshake_rows.append((name, None))
             notes.append(failed.get(name, f"{name}: no runs"))
             continue
-        rows.append(Row(name, median_run(contender.keepalive)))
+        rows.append(Row(name, median_run(contender.keepalive), rounds=_rounds(contender.keepalive)))
         if contender.plain:
-            rows.append(Row(KUBEFERRY_PLAIN, median_run(contender.plain)))
+            rows.append(
+                Row(KUBEFERRY_PLAIN, median_run(contender.plain), rounds=_rounds(contender.plain))
+            )
         handshakes = sorted(contender.handshakes, key=lambda r: r.per_second)
         handshake_rows.append((name, handshakes[(len(handshakes) - 1) // 2]))
         if options.rounds > 1:
@@ -412,6 +414,11 @@ def summarize(
         + "".join(f"\n{note}\n" for note in notes)
     )
     return Section("tls", markdown, tuple(failures))
+
+
+def _rounds(runs: list[WrkResult]) -> tuple[float, ...]:
+    """The rounds' requests/s for the spread column; none for a single run."""
+    return tuple(r.requests_per_second for r in runs) if len(runs) > 1 else ()
 
 
 def _handshake_table(
