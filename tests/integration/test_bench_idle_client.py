@@ -8,6 +8,7 @@ import socket
 
 import pytest
 from aiohttp import web
+from aiohttp.test_utils import TestServer
 from pytest_aiohttp import AiohttpServer
 
 from bench.idle_client import ask_sample, close_all, closed_by_peer, open_idle
@@ -28,9 +29,14 @@ def app(*, close: bool = False) -> web.Application:
     return application
 
 
+def port_of(server: TestServer) -> int:
+    assert server.port is not None, "the test server is listening"
+    return server.port
+
+
 async def test_connections_are_opened_held_and_sampled(aiohttp_server: AiohttpServer) -> None:
     server = await aiohttp_server(app(), host="127.0.0.1")
-    opened = await open_idle(server.port, 150, deadline_seconds=30)
+    opened = await open_idle(port_of(server), 150, deadline_seconds=30)
     try:
         assert (len(opened.sockets), sum(opened.failures.values())) == (150, 0)
         assert closed_by_peer(opened.sockets) == 0
@@ -47,7 +53,7 @@ async def test_connections_are_opened_held_and_sampled(aiohttp_server: AiohttpSe
 
 async def test_connections_the_server_closes_are_counted(aiohttp_server: AiohttpServer) -> None:
     server = await aiohttp_server(app(), host="127.0.0.1")
-    opened = await open_idle(server.port, 30, deadline_seconds=30)
+    opened = await open_idle(port_of(server), 30, deadline_seconds=30)
     try:
         assert len(opened.sockets) == 30
         await server.close()  # closes every kept-alive connection
@@ -63,7 +69,7 @@ async def test_an_answer_that_ends_the_connection_is_not_an_idle_connection(
     aiohttp_server: AiohttpServer,
 ) -> None:
     server = await aiohttp_server(app(close=True), host="127.0.0.1")
-    opened = await open_idle(server.port, 10, deadline_seconds=30)
+    opened = await open_idle(port_of(server), 10, deadline_seconds=30)
     assert opened.sockets == ()
     assert opened.failures == {"ValueError: status 200, keep-alive False": 10}
 
