@@ -66,6 +66,33 @@ if ! "$kind" get clusters 2>/dev/null | grep -qx "$cluster"; then
 fi
 printf '%s %s\n' "$owner_pid" "$(start_time "$owner_pid")" >"$owner_file"
 
+# Nothing in the cluster may reach beyond it (the network rule): Docker masquerades the kind
+# network out of the host's default route, so a packet a pod sends to a ClusterIP that kube-proxy
+# has not programmed yet (a Service made a moment ago) left the machine, and a stranger answered
+# (seen in make conformance: 404s from "Server: keryx" at 10.96.x.x). Dropped here, in Docker's
+# DOCKER-USER chain: forwarded traffic from the kind bridge to any other interface. The host's
+# own connections into the cluster (API server mapping, port-forward) are not forwarded traffic.
+isolate_kind_network() {
+  local id bridge tool
+  id="$(docker network inspect kind -f '{{.Id}}' 2>/dev/null)" || die "no docker network 'kind'"
+  bridge="$(docker network inspect kind -f '{{index .Options "com.docker.network.bridge.name"}}')"
+  [[ -n "$bridge" && "$bridge" != "<no value>" ]] || bridge="br-${id:0:12}"
+  for tool in iptables ip6tables; do
+    command -v "$tool" >/dev/null 2>&1 || continue
+    "$tool" -S DOCKER-USER >/dev/null 2>&1 || "$tool" -N DOCKER-USER 2>/dev/null || continue
+    "$tool" -S FORWARD 2>/dev/null | grep -q -- '-j DOCKER-USER' \
+      || "$tool" -I FORWARD 1 -j DOCKER-USER 2>/dev/null || continue
+    local rule=(-i "$bridge" ! -o "$bridge" -m comment --comment kubeferry-kind-isolation -j DROP)
+    "$tool" -C DOCKER-USER "${rule[@]}" 2>/dev/null || "$tool" -I DOCKER-USER 1 "${rule[@]}" \
+      || die "$tool: cannot add the rule that keeps the kind network ($bridge) in"
+  done
+}
+if is_root; then
+  isolate_kind_network
+else
+  log "warning: not root, so the kind network is not fenced in: pod traffic to unprogrammed ClusterIPs may leave the host"
+fi
+
 for img in "$image" "${echo_images[@]}"; do
   log "kind load docker-image $img"
   "$kind" load docker-image "$img" --name "$cluster" >&2
