@@ -114,7 +114,9 @@ trap 'rm -rf "$ctx"' EXIT
 image() {
   local tag="$1" dir="$ctx/$2"; shift 2
   { echo "FROM scratch"; printf '%s\n' "$@"; echo "LABEL $label=$recipe"; } >"$dir/Dockerfile"
-  docker build --network none -q -t "$tag" "$dir" >/dev/null || die "docker build of $tag failed"
+  # The engine's legacy builder warns on every build; its words matter only when it fails.
+  docker build --network none -q -t "$tag" "$dir" >"$ctx/build.log" 2>&1 \
+    || { cat "$ctx/build.log" >&2; die "docker build of $tag failed"; }
 }
 mkdir -p "$ctx/suite" "$ctx/echo" "$ctx/coredns"
 cp "$entry/conformance.test" "$entry/runner" "$ctx/suite/"

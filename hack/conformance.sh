@@ -13,15 +13,20 @@
 #      host talks to the cluster only through the API server on 127.0.0.1);
 #   5. follows the Job's log into the run directory, takes the ConformanceReport from between the
 #      runner's marker lines, and prints the profile's core and extended results.
-# Exit status 0 only when the suite passed and every GATEWAY-HTTP core test succeeded; only then
-# are the report and the log copied to docs/conformance/ (a failing report stays in the run
-# directory, so it can never be committed as the result by accident).
+# Exit status 0 only when the suite passed and every GATEWAY-HTTP core test succeeded; only then,
+# and only for a reference run (HEAD, no knobs below set), are the report and the log copied to
+# docs/conformance/ (a failing report stays in the run directory, so it can never be committed
+# as the result by accident).
 #
 # The whole run holds /tmp/kubeferry-heavy.lock (Go and docker builds, then a cluster under load).
 #
 # Environment:
 #   KIND_CLUSTER               cluster name (default kf-conformance; never another run's cluster)
 #   KEEP_CLUSTER=1             keep the cluster afterwards and reuse it next time
+#   CONFORMANCE_TREE           HEAD (default): kubeferry's image and chart come from the
+#                              committed HEAD (git archive), so the report is of a commit and not
+#                              of whatever the shared working tree holds at the moment;
+#                              worktree: from the working tree as it is (never a reference run)
 #   CONFORMANCE_WORK           run directory (default /tmp/kubeferry-conformance/<cluster>)
 #   CONFORMANCE_OUT            where a passing report goes (default docs/conformance)
 #   CONFORMANCE_GATEWAY_API    the chart's gatewayAPI.enabled (default true)
@@ -72,10 +77,25 @@ rm -f "$work"/{suite.log,report.yaml,summary.txt,job.yaml}
 started=$SECONDS
 phase() { log "[$((SECONDS - started))s] $*"; }
 version="$("$here/gateway-api.sh" version)"
-impl_version="$(sed -n 's/^version = "\(.*\)"$/\1/p' "$root/pyproject.toml" | head -n1)"
-commit="$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)"
-dirty="$(git -C "$root" status --porcelain -- proxy controller kubeferry deploy 2>/dev/null | head -c1)"
-phase "Gateway API $version, profile $profile, kubeferry $impl_version (commit $commit${dirty:+, uncommitted changes}), cluster $cluster, run directory $work"
+commit="$(git -C "$root" rev-parse --short HEAD)" || die "$root is not a git checkout"
+tree="${CONFORMANCE_TREE:-HEAD}"
+case "$tree" in
+  HEAD)
+    # What goes into the cluster (the image, the chart, kind's files) from the commit alone.
+    src="$work/src"
+    rm -rf "$src" && mkdir -p "$src"
+    git -C "$root" archive HEAD | tar -x -C "$src"
+    ln -s "$root/.venv" "$src/.venv"  # hack/docker-build.sh builds the wheel with its pip
+    what="commit $commit" ;;
+  worktree)
+    src="$root"
+    what="working tree at $commit"
+    [[ -z "$(git -C "$root" status --porcelain -- proxy controller kubeferry deploy pyproject.toml uv.lock | head -c1)" ]] \
+      || what+=" with uncommitted changes" ;;
+  *) die "CONFORMANCE_TREE must be HEAD or worktree, not '$tree'" ;;
+esac
+impl_version="$(sed -n 's/^version = "\(.*\)"$/\1/p' "$src/pyproject.toml" | head -n1)"
+phase "Gateway API $version, profile $profile, kubeferry $impl_version ($what), cluster $cluster, run directory $work"
 
 # --- 1. build -------------------------------------------------------------------------------------
 phase "building the suite and the images"
@@ -95,7 +115,11 @@ finish() {
 }
 trap finish EXIT
 phase "bringing up kind cluster $cluster"
-cluster_env="$(KIND_CLUSTER="$cluster" KIND_OWNER_PID=$$ "$here/kind-up.sh")" || die "hack/kind-up.sh failed"
+cluster_env="$(KIND_CLUSTER="$cluster" KIND_OWNER_PID=$$ "$src/hack/kind-up.sh")" || die "hack/kind-up.sh failed"
+# The suite sends requests to ClusterIPs as soon as a Gateway reports one; before kube-proxy has
+# programmed it such a packet must stay in the cluster (hack/kind-up.sh fences the kind network).
+iptables -S DOCKER-USER 2>/dev/null | grep -q kubeferry-kind-isolation \
+  || die "the kind network is not fenced in (hack/kind-up.sh, as root); refusing to run the suite"
 get() { sed -n "s/^$1=//p" <<<"$cluster_env"; }
 context="$(get CONTEXT)"; kind="$(get KIND)"; helm="$(get HELM)"
 kubeferry_image="$(get KUBEFERRY_IMAGE)"
@@ -117,7 +141,7 @@ kubectl wait --for=condition=Established --timeout=60s "${crd_names[@]}" >&2
 existed=false
 "$helm" --kube-context "$context" status "$release" -n "$release_namespace" >/dev/null 2>&1 && existed=true
 phase "helm upgrade --install $release (gatewayAPI.enabled=$gateway_api, $replicas replicas, $kubeferry_image)"
-"$helm" --kube-context "$context" upgrade --install "$release" "$root/deploy/helm/kubeferry" \
+"$helm" --kube-context "$context" upgrade --install "$release" "$src/deploy/helm/kubeferry" \
   --namespace "$release_namespace" --create-namespace \
   --set "image.repository=${kubeferry_image%:*}" --set "image.tag=${kubeferry_image##*:}" \
   --set image.pullPolicy=Never --set "replicaCount=$replicas" \
@@ -176,7 +200,7 @@ done
 
 phase "suite running in $pod; following its log into $work/suite.log"
 {
-  echo "# kubeferry $impl_version (commit $commit${dirty:+, uncommitted changes}), Gateway API $version $profile"
+  echo "# kubeferry $impl_version ($what), Gateway API $version $profile"
   echo "# suite image $suite_image; chart gatewayAPI.enabled=$gateway_api, replicas $replicas"
 } >"$work/suite.log"
 # Test names as they pass on stderr; everything in the log file.
@@ -245,8 +269,9 @@ fi
 if [[ "${exit_code:-}" != 0 ]]; then
   die "the suite exited with status ${exit_code:-unknown} (a supported extended feature failed?); nothing was written to $out"
 fi
-if [[ -n "${CONFORMANCE_ARGS:-}" || -n "${CONFORMANCE_SUPPORTED_FEATURES:-}" || "$gateway_api" != true ]]; then
-  log "core passed, but with CONFORMANCE_ARGS / CONFORMANCE_SUPPORTED_FEATURES / CONFORMANCE_GATEWAY_API set this is not the reference run; nothing was written to $out"
+if [[ -n "${CONFORMANCE_ARGS:-}" || -n "${CONFORMANCE_SUPPORTED_FEATURES:-}" || "$gateway_api" != true \
+      || "$tree" != HEAD ]]; then
+  log "core passed, but with CONFORMANCE_ARGS / CONFORMANCE_SUPPORTED_FEATURES / CONFORMANCE_GATEWAY_API / CONFORMANCE_TREE set this is not the reference run; nothing was written to $out"
   exit 0
 fi
 # The suite's own naming: <channel>-<implementation version>-<mode>-report.yaml.
