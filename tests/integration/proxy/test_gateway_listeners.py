@@ -15,7 +15,7 @@ from proxy.listeners import ListenerSpec, TlsListenerConfig
 from proxy.routing import Route, RouteTable
 from proxy.tls.certificate import load_certificate
 from proxy.tls.store import CertificateSet
-from tests.integration.proxy.conftest import StartBackends, client  # noqa: F401
+from tests.integration.proxy.conftest import StartBackends
 from tests.integration.proxy.gateway_plane import (  # noqa: F401
     StartGatewayPlane,
     start_gateway_plane,
@@ -53,7 +53,7 @@ async def refused(port: int) -> bool:
 async def test_listeners_open_swap_in_place_and_equal_specs_change_nothing(
     start_backends: StartBackends,
     start_gateway_plane: StartGatewayPlane,  # noqa: F811
-    client: aiohttp.ClientSession,  # noqa: F811
+    client: aiohttp.ClientSession,
 ) -> None:
     one, two = await start_backends(2)
     gateway = await start_gateway_plane([one, two])
@@ -81,7 +81,7 @@ async def test_listeners_open_swap_in_place_and_equal_specs_change_nothing(
 async def test_a_removed_listener_finishes_its_requests_in_flight_then_closes(
     start_backends: StartBackends,
     start_gateway_plane: StartGatewayPlane,  # noqa: F811
-    client: aiohttp.ClientSession,  # noqa: F811
+    client: aiohttp.ClientSession,
 ) -> None:
     (slow,) = await start_backends(1)
     gateway = await start_gateway_plane([slow])
@@ -101,7 +101,7 @@ async def test_a_removed_listener_finishes_its_requests_in_flight_then_closes(
 async def test_a_port_taken_is_reported_and_bound_on_a_later_call(
     start_backends: StartBackends,
     start_gateway_plane: StartGatewayPlane,  # noqa: F811
-    client: aiohttp.ClientSession,  # noqa: F811
+    client: aiohttp.ClientSession,
 ) -> None:
     (backend,) = await start_backends(1)
     gateway = await start_gateway_plane([backend])
@@ -124,7 +124,7 @@ async def test_a_port_taken_is_reported_and_bound_on_a_later_call(
 async def test_bad_specs_are_refused_whole(
     start_backends: StartBackends,
     start_gateway_plane: StartGatewayPlane,  # noqa: F811
-    client: aiohttp.ClientSession,  # noqa: F811
+    client: aiohttp.ClientSession,
 ) -> None:
     (backend,) = await start_backends(1)
     gateway = await start_gateway_plane([backend])
@@ -142,7 +142,7 @@ async def test_bad_specs_are_refused_whole(
 async def test_listeners_set_before_start_are_bound_by_start_and_drained_at_shutdown(
     start_backends: StartBackends,
     start_gateway_plane: StartGatewayPlane,  # noqa: F811
-    client: aiohttp.ClientSession,  # noqa: F811
+    client: aiohttp.ClientSession,
 ) -> None:
     (slow,) = await start_backends(1)
     port = free_port()
@@ -225,7 +225,7 @@ async def test_https_listener_serves_certificates_by_sni_and_swaps_them_in_place
 async def test_a_listener_turning_https_gets_a_new_socket_on_its_port(
     start_backends: StartBackends,
     start_gateway_plane: StartGatewayPlane,  # noqa: F811
-    client: aiohttp.ClientSession,  # noqa: F811
+    client: aiohttp.ClientSession,
     ca: TestCA,
     tmp_path: Path,
 ) -> None:
@@ -246,7 +246,7 @@ async def test_a_listener_turning_https_gets_a_new_socket_on_its_port(
 async def test_a_swap_leaves_requests_in_flight_on_the_routes_they_matched(
     start_backends: StartBackends,
     start_gateway_plane: StartGatewayPlane,  # noqa: F811
-    client: aiohttp.ClientSession,  # noqa: F811
+    client: aiohttp.ClientSession,
 ) -> None:
     old, new = await start_backends(2)
     gateway = await start_gateway_plane([old, new])

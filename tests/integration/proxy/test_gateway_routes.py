@@ -27,7 +27,7 @@ from proxy.routing import (
     URLRewrite,
     WeightedBackend,
 )
-from tests.integration.proxy.conftest import StartBackends, client  # noqa: F401
+from tests.integration.proxy.conftest import StartBackends
 from tests.integration.proxy.gateway_plane import (  # noqa: F401
     GatewayPlane,
     StartGatewayPlane,
@@ -79,7 +79,7 @@ def fields(echo: dict[str, Any], name: str) -> list[str]:
 async def test_header_method_and_query_matches_choose_the_backend(
     start_backends: StartBackends,
     start_gateway_plane: StartGatewayPlane,  # noqa: F811
-    client: aiohttp.ClientSession,  # noqa: F811
+    client: aiohttp.ClientSession,
 ) -> None:
     plain, by_header, by_method, by_query = await start_backends(4)
     url = await serve(
@@ -107,7 +107,7 @@ async def test_header_method_and_query_matches_choose_the_backend(
 async def test_weighted_backends_split_the_requests_and_weight_zero_gets_none(
     start_backends: StartBackends,
     start_gateway_plane: StartGatewayPlane,  # noqa: F811
-    client: aiohttp.ClientSession,  # noqa: F811
+    client: aiohttp.ClientSession,
 ) -> None:
     heavy, light, idle = await start_backends(3)
     url = await serve(
@@ -135,7 +135,7 @@ async def test_weighted_backends_split_the_requests_and_weight_zero_gets_none(
 async def test_an_invalid_backend_answers_500_for_its_share(
     start_backends: StartBackends,
     start_gateway_plane: StartGatewayPlane,  # noqa: F811
-    client: aiohttp.ClientSession,  # noqa: F811
+    client: aiohttp.ClientSession,
 ) -> None:
     (good,) = await start_backends(1)
     url = await serve(
@@ -164,7 +164,7 @@ async def test_an_invalid_backend_answers_500_for_its_share(
 async def test_request_header_modifier_sets_adds_and_removes_upstream_fields(
     start_backends: StartBackends,
     start_gateway_plane: StartGatewayPlane,  # noqa: F811
-    client: aiohttp.ClientSession,  # noqa: F811
+    client: aiohttp.ClientSession,
 ) -> None:
     (backend,) = await start_backends(1)
     url = await serve(
@@ -204,7 +204,7 @@ async def test_request_header_modifier_sets_adds_and_removes_upstream_fields(
 async def test_response_header_modifier_sets_fields_on_whole_and_streamed_answers(
     start_backends: StartBackends,
     start_gateway_plane: StartGatewayPlane,  # noqa: F811
-    client: aiohttp.ClientSession,  # noqa: F811
+    client: aiohttp.ClientSession,
 ) -> None:
     (backend,) = await start_backends(1)
     url = await serve(
@@ -253,7 +253,7 @@ async def test_response_header_modifier_sets_fields_on_whole_and_streamed_answer
 async def test_redirects_build_the_location_by_the_spec_port_rules(
     start_backends: StartBackends,
     start_gateway_plane: StartGatewayPlane,  # noqa: F811
-    client: aiohttp.ClientSession,  # noqa: F811
+    client: aiohttp.ClientSession,
     redirect: RequestRedirect,
     public_port: int | None,
     location: str,
@@ -275,7 +275,7 @@ async def test_redirects_build_the_location_by_the_spec_port_rules(
 async def test_redirect_status_codes_and_a_body_that_closes(
     start_backends: StartBackends,
     start_gateway_plane: StartGatewayPlane,  # noqa: F811
-    client: aiohttp.ClientSession,  # noqa: F811
+    client: aiohttp.ClientSession,
     code: int,
 ) -> None:
     (backend,) = await start_backends(1)
@@ -295,7 +295,7 @@ async def test_redirect_status_codes_and_a_body_that_closes(
 async def test_a_redirect_without_a_usable_host_is_400(
     start_backends: StartBackends,
     start_gateway_plane: StartGatewayPlane,  # noqa: F811
-    client: aiohttp.ClientSession,  # noqa: F811
+    client: aiohttp.ClientSession,
 ) -> None:
     (backend,) = await start_backends(1)
     url = await serve(start_gateway_plane, [backend], [Route(filters=(RequestRedirect(),))])
@@ -344,7 +344,7 @@ async def echo() -> AsyncIterator[EchoBackend]:
 async def test_url_rewrite_replaces_the_path(
     echo: EchoBackend,
     start_gateway_plane: StartGatewayPlane,  # noqa: F811
-    client: aiohttp.ClientSession,  # noqa: F811
+    client: aiohttp.ClientSession,
     prefix: str,
     rewrite: PathModifier,
     path: str,
@@ -362,7 +362,7 @@ async def test_url_rewrite_replaces_the_path(
 async def test_url_rewrite_hostname_with_header_changes_and_bodies_held_or_streamed(
     echo: EchoBackend,
     start_gateway_plane: StartGatewayPlane,  # noqa: F811
-    client: aiohttp.ClientSession,  # noqa: F811
+    client: aiohttp.ClientSession,
 ) -> None:
     url = await serve(
         start_gateway_plane,
