@@ -33,7 +33,14 @@ from bench.processes import (
     group_cpu_seconds,
     wait_http_ok,
 )
-from bench.report import Row, Section, describe_rounds, markdown_table, text_table
+from bench.report import (
+    Row,
+    Section,
+    describe_rounds,
+    format_seconds,
+    markdown_table,
+    text_table,
+)
 from bench.wrk import WrkResult, run_wrk
 
 NGINX = "nginx"
@@ -256,7 +263,16 @@ def framework_notes(rows: list[Row]) -> list[str]:
     ours = by_name.get(KUBEFERRY_ACCESS)
     if ours is not None and reference.requests_per_second > 0:
         share = ours.requests_per_second / reference.requests_per_second
-        notes.append(f"{KUBEFERRY_ACCESS} reaches {share:.2f}x the reference's requests/s.")
+        text = f"{KUBEFERRY_ACCESS} reaches {share:.2f}x the reference's requests/s"
+        framework = reference.cpu_per_request_seconds
+        total = ours.cpu_per_request_seconds
+        if framework and total:
+            # On a busy machine requests/s moves for every row; CPU per request much less.
+            text += (
+                f"; of its {format_seconds(total)} of CPU per request, the framework alone "
+                f"spends {format_seconds(framework)} ({framework / total:.0%})"
+            )
+        notes.append(text + ".")
     return notes
 
 

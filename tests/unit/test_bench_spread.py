@@ -3,6 +3,8 @@ column only where rows have rounds to compare, and the note with every round's v
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from bench.loadbalancers import FRAMEWORK_FLOOR, KUBEFERRY_ACCESS, framework_notes, summarize
@@ -75,6 +77,14 @@ def test_the_framework_reference_is_described_and_compared_not_judged() -> None:
     assert "a reference, not a load balancer" in notes[0]
     assert "does not count for the floor" in notes[0]
     assert notes[1] == f"{KUBEFERRY_ACCESS} reaches 0.50x the reference's requests/s."
+    with_cpu = [
+        Row(KUBEFERRY_ACCESS, dataclasses.replace(result(10000.0), server_cpu_seconds=12.0)),
+        Row(FRAMEWORK_FLOOR, dataclasses.replace(result(20000.0), server_cpu_seconds=12.0)),
+    ]
+    assert framework_notes(with_cpu)[1] == (
+        f"{KUBEFERRY_ACCESS} reaches 0.50x the reference's requests/s; of its 120 µs of CPU "
+        "per request, the framework alone spends 60 µs (50%)."
+    )
     assert framework_notes([Row(FRAMEWORK_FLOOR, problem="failed")]) == []
 
 
