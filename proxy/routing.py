@@ -370,6 +370,12 @@ class RouteTable:
         set_(self, "_any", tuple(any_host))
         set_(self, "_catch_all", catch_all)
 
+    def __repr__(self) -> str:
+        return (
+            f"<RouteTable {len(self.routes)} routes: {len(self._exact)} hosts, "
+            f"{len(self._wild)} wildcards, {len(self._any)} for any host>"
+        )
+
     @classmethod
     def build(cls, routes: list[Route] | tuple[Route, ...]) -> RouteTable:
         return cls(tuple(routes))

@@ -229,6 +229,7 @@ def test_a_large_host_table_still_matches_by_the_index() -> None:
     assert pick(table, "h0.example.com:80", "/x") == "u0"
     assert pick(table, "nobody.example.com", "/w/1") == "wild"
     assert pick(table, "nobody.example.com", "/") == "fallback"
+    assert repr(table) == ("<RouteTable 10002 routes: 10000 hosts, 1 wildcards, 1 for any host>")
 
 
 @pytest.mark.parametrize(
