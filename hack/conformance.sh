@@ -72,6 +72,8 @@ python="$root/.venv/bin/python"  # PyYAML, for reading the report (make conforma
 # A dockerd started for this run is marked as ours (hack/docker-engine.sh), so a test session
 # ending meanwhile does not stop it under the cluster.
 export KUBEFERRY_ENGINE_OWNER="${KUBEFERRY_ENGINE_OWNER:-conformance-$$}"
+engine_was_running=false
+pgrep -x dockerd >/dev/null 2>&1 && engine_was_running=true
 mkdir -p "$work"
 rm -f "$work"/{suite.log,report.yaml,summary.txt,job.yaml}
 started=$SECONDS
@@ -110,6 +112,11 @@ finish() {
     KIND_CLUSTER="$cluster" KEEP_CLUSTER=1 "$here/kind-down.sh" || true
   else
     KIND_CLUSTER="$cluster" "$here/kind-down.sh" || true
+    # Like a test session: a dockerd this run started goes with it, unless something else has
+    # containers running on it by now.
+    if [[ "$engine_was_running" == false && -z "$(docker ps -q 2>/dev/null)" ]]; then
+      "$here/docker-engine.sh" stop || true
+    fi
   fi
   log "[$((SECONDS - started))s] done (exit status $status); run directory $work"
 }
