@@ -387,3 +387,29 @@ async def test_url_rewrite_hostname_with_header_changes_and_bodies_held_or_strea
         seen = await echoed(client, url + "/upload", method="POST", data=b"b" * size)
         assert seen["body_bytes"] == size
         assert seen["raw_path"] == "/test"
+
+
+async def test_a_websocket_upgrade_goes_through_a_rewritten_request(
+    start_backends: StartBackends,
+    start_gateway_plane: StartGatewayPlane,  # noqa: F811
+    client: aiohttp.ClientSession,
+) -> None:
+    (backend,) = await start_backends(1)
+    url = await serve(
+        start_gateway_plane,
+        [backend],
+        [
+            Route(
+                upstream_of(backend),
+                path_prefix="/chat",
+                filters=(
+                    URLRewrite(path=PathModifier("full", "/ws")),
+                    RequestHeaderModifier(set=(("X-Via-Route", "chat"),)),
+                ),
+            )
+        ],
+    )
+    async with client.ws_connect(url + "/chat/room", timeout=aiohttp.ClientWSTimeout(5)) as ws:
+        await ws.send_str("hello")
+        assert (await ws.receive(timeout=5)).data == "hello"
+    assert backend.requests == 1
