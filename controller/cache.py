@@ -25,8 +25,8 @@ ReferenceGrants, Namespaces (for allowedRoutes selectors) and the Services the c
 for its Gateways are kept as `RawObject`s, the API's JSON (less managedFields), because their
 parsing belongs to the pure model (controller.gateway). Their streams are not part of `synced`
 (the CRDs may be missing: annotated mode must not wait for them) and they note no `Changes`
-(the annotated state never reads them): a change sets the gateway flag
-(`take_gateway_changed`) and wakes the sync, which rebuilds the whole Gateway state.
+(the annotated state never reads them): a change is noted apart (`take_gateway_changed`)
+and wakes the sync, which rebuilds the whole Gateway state.
 
 Mutable state, touched only from the event loop and never across an `await`:
   _stores[(kind, scope)]  key -> object, what each stream last reported
@@ -38,7 +38,8 @@ Mutable state, touched only from the event loop and never across an `await`:
   _static                 the Service and EndpointSlice streams, which `synced` waits for
   _touched, _everything   what changed since the last `take_changes()`
   _gateway[kind]          Gateway API objects merged over scopes; dicts replaced on change
-  _gateway_streams        the Gateway API streams; `_gateway_changed` since the last take
+  _gateway_streams        the Gateway API streams
+  _gateway_touched, _gateway_everything  Gateway API changes since `take_gateway_changed()`
 """
 
 from __future__ import annotations
@@ -112,6 +113,18 @@ class RawObject:
 
 
 Object: TypeAlias = ServiceInfo | SliceInfo | SecretInfo | RawObject
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayChanges:
+    """Which Gateway API objects (kind, (namespace, name)) changed; `everything` after a
+    stream (re)listed."""
+
+    touched: frozenset[tuple[str, Key]] = frozenset()
+    everything: bool = False
+
+    def __bool__(self) -> bool:
+        return self.everything or bool(self.touched)
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,7 +275,8 @@ class Cache:
         self.gateway = gateway
         self._gateway_streams: frozenset[tuple[Kind, WatchScope]] = frozenset()
         self._gateway: dict[str, Mapping[Key, RawObject]] = {}
-        self._gateway_changed = False
+        self._gateway_touched: set[tuple[str, Key]] = set()
+        self._gateway_everything = False
         if gateway is not None:
             self._gateway_streams = frozenset(_gateway_stream_list(self.scopes, gateway))
             for stream in self._gateway_streams:
@@ -320,10 +334,13 @@ class Cache:
         """The Gateway API streams not listed yet, as "Kind scope" (for logs)."""
         return sorted(f"{k} {s}" for k, s in self._gateway_streams - self._listed)
 
-    def take_gateway_changed(self) -> bool:
-        """Whether a Gateway API object changed since the last call, then forget it."""
-        changed, self._gateway_changed = self._gateway_changed, False
-        return changed
+    def take_gateway_changed(self) -> GatewayChanges:
+        """Which Gateway API objects changed since the last call (all of a kind after a
+        (re)list), then forget it. False when nothing did."""
+        changes = GatewayChanges(frozenset(self._gateway_touched), self._gateway_everything)
+        self._gateway_touched = set()
+        self._gateway_everything = False
+        return changes
 
     @property
     def synced(self) -> bool:
@@ -368,7 +385,7 @@ class Cache:
             if changed:
                 self._merge_gateway(kind)
             if changed or first:
-                self._gateway_changed = True
+                self._gateway_everything = True
                 self._notify()
             return changed
         if changed:
@@ -394,7 +411,7 @@ class Cache:
             return False
         store[obj.key] = obj
         if isinstance(obj, RawObject):
-            self._gateway_changed = True
+            self._gateway_touched.add((kind, obj.key))
             self._merge_gateway(kind)
             self._notify()
             return True
@@ -418,7 +435,7 @@ class Cache:
         if old is None:
             return False
         if isinstance(old, RawObject):
-            self._gateway_changed = True
+            self._gateway_touched.add((kind, old.key))
             self._merge_gateway(kind)
             self._notify()
             return True

@@ -26,13 +26,13 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Protocol
 
 from controller.annotations import Defaults
-from controller.cache import Changes, GatewayKind, Key, RawObject
+from controller.cache import Changes, GatewayChanges, GatewayKind, Key, RawObject
 from controller.certificates import SecretCertificates
 from controller.gateway import services as owned_services
 from controller.gateway import status_writer
@@ -51,6 +51,9 @@ if TYPE_CHECKING:  # controller.app imports this module
 
 logger = logging.getLogger("kubeferry.controller.gateway")
 
+# The kinds whose status the model writes.
+_STATUS_KINDS: tuple[GatewayKind, ...] = ("GatewayClass", "Gateway", "HTTPRoute")
+
 _NO_UPSTREAMS: Mapping[str, UpstreamSpec] = MappingProxyType({})
 
 
@@ -62,7 +65,7 @@ class GatewayView(ClusterView, Protocol):
 
     def gateway_objects(self, kind: GatewayKind) -> Mapping[Key, RawObject]: ...
 
-    def take_gateway_changed(self) -> bool: ...
+    def take_gateway_changed(self) -> GatewayChanges: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +93,7 @@ class GatewaySync:
       _built_ports  the bound ports the last build saw
       _desired      the last result (None: nothing built yet); _state the build it came from
       _seen         every Service the routes name, as the last build saw it (None: absent)
+      _built        the GatewayClasses, Gateways and HTTPRoutes the last build read
       _upstreams    backend -> (Service, slices, spec) of the last build, reused while its
                     inputs are the same objects, so an unchanged upstream is the same object
       _errors       malformed objects already logged
@@ -115,6 +119,7 @@ class GatewaySync:
         self._desired: GatewayDesired | None = None
         self._state: GatewayState | None = None
         self._seen: dict[Key, ServiceInfo | None] = {}
+        self._built: dict[str, Mapping[Key, RawObject]] = {}
         self._upstreams: dict[
             ServicePortKey, tuple[ServiceInfo, Sequence[SliceInfo], UpstreamSpec]
         ] = {}
@@ -170,12 +175,18 @@ class GatewaySync:
         if (
             desired is None
             or state is None
-            or changed
             or changes is None
             or changes.everything
             or self.bound_ports != self._built_ports
         ):
             return self._rebuild()
+        if changed:
+            if changed.everything or not self._echoes(changed.touched, state):
+                return self._rebuild()
+            # Only our own status writes came back: nothing the model reads has changed;
+            # what is still to write is all that moved.
+            desired = dataclasses.replace(desired, statuses=self._status_writes(state))
+            self._desired = desired
         services: set[Key] = set()
         for ref in changes.touched:
             key = (ref.namespace, ref.name)
@@ -191,9 +202,28 @@ class GatewaySync:
         self._desired = dataclasses.replace(desired, upstreams=self._build_upstreams(state))
         return self._desired
 
+    def _echoes(self, touched: Iterable[tuple[str, Key]], state: GatewayState) -> bool:
+        """Whether every changed object differs from what the last build read only in a
+        `.status` that is now exactly the one the build wants (our write, back through the
+        watch): then a build would give the same state, and at thousands of routes each
+        of our own writes would cost one."""
+        for kind, key in touched:
+            wanted = state.statuses.get((kind, *key))
+            built = self._built.get(kind)
+            old = built.get(key) if built is not None else None
+            new = self._view.gateway_objects(kind).get(key)  # type: ignore[arg-type]
+            if wanted is None or old is None or new is None:
+                return False
+            if not _same_but_status(old.body, new.body):
+                return False
+            if status_writer.status_patch(wanted, mapping(new.body.get("status"))) is not None:
+                return False
+        return True
+
     def _rebuild(self) -> GatewayDesired:
         view = self._view
         self._built_ports = self.bound_ports
+        self._built = {kind: view.gateway_objects(kind) for kind in _STATUS_KINDS}
         state = build(self.inputs(), memo=self._memo)
         if state.secrets != self._secrets:
             # The listeners name other Secrets than the last build read: read those (as far
@@ -330,6 +360,24 @@ class GatewaySync:
                     status_writer.StatusWrite(kind, namespace, name, obj.resource_version, patch)
                 )
         return tuple(writes)
+
+
+def _same_but_status(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+    """Equal but for `.status` and the resourceVersion (a status write changes both)."""
+    if old.keys() - {"status"} != new.keys() - {"status"}:
+        return False
+    for field_name, value in old.items():
+        if field_name == "status":
+            continue
+        if field_name == "metadata":
+            other = mapping(new.get("metadata"))
+            if {k: v for k, v in mapping(value).items() if k != "resourceVersion"} != {
+                k: v for k, v in other.items() if k != "resourceVersion"
+            }:
+                return False
+        elif new.get(field_name) != value:
+            return False
+    return True
 
 
 def _referenced(view: GatewayView) -> set[Key]:

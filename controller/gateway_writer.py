@@ -63,6 +63,7 @@ class GatewayWriter:
         clock: Callable[[], float] = time.monotonic,
         budget_writes: int = 5,
         budget_seconds: float = 10.0,
+        concurrency: int = 8,
         core: Any = None,
         custom: Any = None,
     ) -> None:
@@ -78,6 +79,7 @@ class GatewayWriter:
         self._clock = clock
         self._budget_writes = budget_writes
         self._budget_seconds = budget_seconds
+        self._concurrency = concurrency
         # Per object, when we wrote its status lately (see `_budget_allows`).
         self._history: dict[
             tuple[str, str, str], collections.deque[tuple[float, Mapping[str, Any]]]
@@ -165,6 +167,7 @@ class GatewayWriter:
                         "service": change.name,
                     },
                 )
+        sending = []
         for write in desired.statuses:
             key = (write.kind, write.namespace, write.name)
             if self._written.get(key) == (write.resource_version, write.patch):
@@ -175,26 +178,13 @@ class GatewayWriter:
                     f"in {self._budget_seconds:g}s, held back (another writer disagrees?)"
                 )
                 continue
-            try:
-                await status_writer.write(self._custom, write)
-            except Exception as error:
-                if getattr(error, "status", None) == 409:
-                    # Changed since it was read: the watch brings the new object and the
-                    # next sync computes the status again from it.
-                    continue
-                if getattr(error, "status", None) == 404:
-                    continue  # deleted meanwhile
-                failed.append(f"status of {write}: {_describe(error)}")
-            else:
-                self.writes += 1
-                self._written[key] = (write.resource_version, write.patch)
-                history = self._history.setdefault(key, collections.deque())
-                history.append((self._clock(), _without_times(write.patch)))
-                logger.debug(
-                    "wrote the status of %s",
-                    write,
-                    extra={"event": "gateway_status", "object": str(write)},
-                )
+            sending.append(write)
+        # Statuses are independent of each other: a few at a time (a cold start over
+        # thousands of routes would otherwise wait on one round trip after the other).
+        limit = asyncio.Semaphore(self._concurrency)
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(self._write_status(write, limit)) for write in sending]
+        failed.extend(problem for task in tasks if (problem := task.result()) is not None)
         wanted = {(w.kind, w.namespace, w.name) for w in desired.statuses}
         for key in [k for k in self._written if k not in wanted]:
             del self._written[key]  # done (or no longer wanted): forget it
@@ -202,6 +192,30 @@ class GatewayWriter:
         for key in [k for k, h in self._history.items() if now - h[-1][0] > self._budget_seconds]:
             del self._history[key]
         return failed
+
+    async def _write_status(
+        self, write: status_writer.StatusWrite, limit: asyncio.Semaphore
+    ) -> str | None:
+        """Send one status patch; what failed, or None (a 409 or 404 is left to the next
+        sync: the object changed or went, and its watch event brings that sync)."""
+        async with limit:
+            try:
+                await status_writer.write(self._custom, write)
+            except Exception as error:
+                if getattr(error, "status", None) in (404, 409):
+                    return None
+                return f"status of {write}: {_describe(error)}"
+        key = (write.kind, write.namespace, write.name)
+        self.writes += 1
+        self._written[key] = (write.resource_version, write.patch)
+        history = self._history.setdefault(key, collections.deque())
+        history.append((self._clock(), _without_times(write.patch)))
+        logger.debug(
+            "wrote the status of %s",
+            write,
+            extra={"event": "gateway_status", "object": str(write)},
+        )
+        return None
 
     def _budget_allows(self, key: tuple[str, str, str], patch: Mapping[str, Any]) -> bool:
         """At most `budget_writes` writes of one and the same status of an object per

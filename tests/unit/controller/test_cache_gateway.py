@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from controller.cache import Cache, GatewayStreams, RawObject, WatchScope
+from controller.cache import Cache, GatewayChanges, GatewayStreams, RawObject, WatchScope
 
 STREAMS = GatewayStreams("kubeferry", "gateway.kubeferry.io/namespace")
 
@@ -75,7 +75,7 @@ def test_gateway_lists_do_not_hold_back_synced_and_note_no_changes() -> None:
     assert cache.changed.is_set()
     list_gateway_streams(cache)
     assert cache.gateway_listed and cache.gateway_missing() == []
-    assert cache.take_gateway_changed()  # a first list is news, even an empty one
+    assert cache.take_gateway_changed().everything  # a first list is news, even an empty one
 
 
 def test_gateway_objects_merge_scopes_copy_on_write() -> None:
@@ -87,7 +87,7 @@ def test_gateway_objects_merge_scopes_copy_on_write() -> None:
 
     assert cache.upsert("Gateway", raw("Gateway", "b", "two"), scope=WatchScope("b"))
     assert not cache.upsert("Gateway", raw("Gateway", "b", "two"), scope=WatchScope("b"))
-    assert cache.take_gateway_changed()
+    assert cache.take_gateway_changed() == GatewayChanges(frozenset({("Gateway", ("b", "two"))}))
     assert sorted(cache.gateway_objects("Gateway")) == [("a", "one"), ("b", "two")]
     assert sorted(held) == [("a", "one")]  # what the sync held did not change under it
 

@@ -250,3 +250,42 @@ def test_a_failing_gateway_build_keeps_the_last_state_and_rebuilds_next_time(
     monkeypatch.undo()
     again = sync.sync(Changes())  # nothing changed, but the last one failed: whole again
     assert again is not None and again is not first
+
+
+def apply_writes(cache: Cache, writes: Any, rv: str) -> None:
+    """What the API server and the watch do with status writes: the objects come back with
+    the patch applied and a new resourceVersion."""
+    for write in writes:
+        obj = cache.gateway_objects(write.kind).get((write.namespace, write.name))
+        assert obj is not None
+        body = copy.deepcopy(dict(obj.body))
+        body["status"] = {**(body.get("status") or {}), **write.patch}
+        cache.upsert(write.kind, raw(write.kind, body, rv=rv), scope=WatchScope())
+
+
+def test_our_own_status_writes_coming_back_do_not_rebuild() -> None:
+    cache = listed_cache()
+    fill(cache)
+    sync = GatewaySync(cache, OPTIONS, Defaults(), now=lambda: b.NOW)
+    first = sync.sync()
+    assert first is not None and first.statuses
+    apply_writes(cache, first.statuses, rv="2")
+    echoed = sync.sync(Changes())
+    assert echoed is not None and echoed.statuses == () and sync.pending == 1  # the Service
+    assert echoed.listeners is first.listeners  # no build ran
+
+    # Someone else changes a status: a whole build (it may hold other controllers' parents).
+    route = cache.gateway_objects("HTTPRoute")[(b.INFRA, "route")]
+    body = copy.deepcopy(dict(route.body))
+    body["status"]["parents"].append({"controllerName": "example.com/other", "parentRef": {}})
+    cache.upsert("HTTPRoute", raw("HTTPRoute", body, rv="3"), scope=WatchScope())
+    rebuilt = sync.sync(Changes())
+    assert rebuilt is not None and rebuilt.listeners is not first.listeners
+
+    # A spec change: a whole build.
+    body["spec"]["hostnames"] = ["other.test"]
+    body["metadata"]["generation"] = 2
+    cache.upsert("HTTPRoute", raw("HTTPRoute", body, rv="4"), scope=WatchScope())
+    again = sync.sync(Changes())
+    assert again is not None and again is not rebuilt
+    assert [w.name for w in again.statuses] == ["route"]  # observedGeneration 2
