@@ -45,6 +45,7 @@ from proxy.tls.store import CertificateStore
 if TYPE_CHECKING:  # imported only with --gateway-api
     from controller.gateway_sync import GatewaySync
     from controller.gateway_writer import GatewayWriter
+    from proxy.listeners import ListenerReport, ListenerSpec
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,7 +181,7 @@ class Controller:
                 api_client,
                 listeners=self.plane,
                 service_namespace=options.gateway.service_namespace,
-                on_bound=self._gateway_bound,
+                on_applied=self._gateway_applied,
                 backoff_initial_seconds=self._watch_timing.backoff_initial_seconds,
                 backoff_max_seconds=self._watch_timing.backoff_max_seconds,
             )
@@ -206,11 +207,11 @@ class Controller:
     def __repr__(self) -> str:
         return f"<Controller {self.options.mode} {self.cache!r} {self.sync!r} {self.plane!r}>"
 
-    def _gateway_bound(self, ports: frozenset[int]) -> None:
-        # The data plane bound (or closed) Gateway listener sockets: statuses may change
-        # (Programmed), so the sync runs again.
-        if self.gateway is not None and ports != self.gateway.bound_ports:
-            self.gateway.bound_ports = ports
+    def _gateway_applied(self, listeners: Sequence[ListenerSpec], report: ListenerReport) -> None:
+        # The data plane took new Gateway listeners: statuses may change (Programmed, its
+        # sockets bound or closed) and upstreams only the old routes used may go, so the
+        # sync runs again.
+        if self.gateway is not None and self.gateway.listeners_applied(listeners, report.ports):
             self.cache.changed.notify()
 
     @property

@@ -94,6 +94,10 @@ class GatewaySync:
       _desired      the last result (None: nothing built yet); _state the build it came from
       _seen         every Service the routes name, as the last build saw it (None: absent)
       _built        the GatewayClasses, Gateways and HTTPRoutes the last build read
+      _applied      the upstreams the routes of the data plane's listeners use now (the
+                    writer applies listeners after the sync pushed upstreams, so an upstream
+                    the new routes dropped stays until the old routes are gone); `_pushed`
+                    the upstreams of the last result
       _upstreams    backend -> (Service, slices, spec) of the last build, reused while its
                     inputs are the same objects, so an unchanged upstream is the same object
       _errors       malformed objects already logged
@@ -120,6 +124,9 @@ class GatewaySync:
         self._state: GatewayState | None = None
         self._seen: dict[Key, ServiceInfo | None] = {}
         self._built: dict[str, Mapping[Key, RawObject]] = {}
+        self._applied: frozenset[str] = frozenset()
+        self._applied_changed = False
+        self._pushed: Mapping[str, UpstreamSpec] = _NO_UPSTREAMS
         self._upstreams: dict[
             ServicePortKey, tuple[ServiceInfo, Sequence[SliceInfo], UpstreamSpec]
         ] = {}
@@ -136,6 +143,18 @@ class GatewaySync:
             f"<GatewaySync {len(desired.listeners)} listeners, {len(desired.upstreams)} "
             f"upstreams, {len(desired.statuses)} status writes pending>"
         )
+
+    def listeners_applied(self, listeners: Sequence[ListenerSpec], ports: frozenset[int]) -> bool:
+        """The data plane now serves `listeners` and has `ports` bound (the writer says so
+        after each `set_listeners`). Plain def; True if a sync should run again: the ports
+        changed (Programmed), or upstreams only the replaced routes used may now go."""
+        names = _upstream_names(listeners)
+        changed = ports != self.bound_ports or names != self._applied
+        self.bound_ports = ports
+        if names != self._applied:
+            self._applied = names
+            self._applied_changed = True
+        return changed
 
     @property
     def pending(self) -> int | None:
@@ -194,7 +213,7 @@ class GatewaySync:
                 return self._rebuild()
             if ref.kind == "Service" and key in self._seen:
                 services.add(key)
-        if not services:
+        if not services and not self._applied_changed:
             return desired
         current = view.services()
         if any(current.get(key) is not self._seen[key] for key in services):
@@ -323,7 +342,15 @@ class GatewaySync:
             kept[backend] = (service, slices, spec)
             upstreams[spec.name] = spec
         self._upstreams = kept
-        return MappingProxyType(upstreams)
+        # Upstreams the routes in the data plane still use, until the writer has replaced
+        # them: requests never find a route whose upstream is gone.
+        for name in self._applied - upstreams.keys():
+            old = self._pushed.get(name)
+            if old is not None:
+                upstreams[name] = old
+        self._applied_changed = False
+        self._pushed = MappingProxyType(upstreams)
+        return self._pushed
 
     def _upstream(
         self, backend: ServicePortKey, service: ServiceInfo, slices: Sequence[SliceInfo]
@@ -360,6 +387,16 @@ class GatewaySync:
                     status_writer.StatusWrite(kind, namespace, name, obj.resource_version, patch)
                 )
         return tuple(writes)
+
+
+def _upstream_names(listeners: Sequence[ListenerSpec]) -> frozenset[str]:
+    names: set[str] = set()
+    for spec in listeners:
+        for route in spec.routes.routes:
+            if route.upstream:
+                names.add(route.upstream)
+            names.update(b.upstream for b in route.backends if b.upstream)
+    return frozenset(names)
 
 
 def _same_but_status(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:

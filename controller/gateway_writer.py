@@ -55,7 +55,7 @@ class GatewayWriter:
         *,
         listeners: ListenerSink,
         service_namespace: str,
-        on_bound: Callable[[frozenset[int]], None],
+        on_applied: Callable[[Sequence[ListenerSpec], ListenerReport], None],
         backoff_initial_seconds: float = 0.5,
         backoff_max_seconds: float = 30.0,
         rng: random.Random | None = None,
@@ -74,7 +74,7 @@ class GatewayWriter:
         self._custom: Any = custom if custom is not None else client.CustomObjectsApi(api)
         self._plane = listeners
         self._namespace = service_namespace
-        self._on_bound = on_bound
+        self._on_applied = on_applied
         self._sleep = sleep
         self._clock = clock
         self._budget_writes = budget_writes
@@ -147,7 +147,7 @@ class GatewayWriter:
             except Exception as error:  # a boundary: the next attempt opens them
                 failed.append(f"listeners: {error}")
             else:
-                self._on_bound(report.ports)
+                self._on_applied(desired.listeners, report)
                 if report.failed:
                     failed.extend(f"listener {n}: {why}" for n, why in report.failed.items())
                 else:

@@ -289,3 +289,30 @@ def test_our_own_status_writes_coming_back_do_not_rebuild() -> None:
     again = sync.sync(Changes())
     assert again is not None and again is not rebuilt
     assert [w.name for w in again.statuses] == ["route"]  # observedGeneration 2
+
+
+def test_an_upstream_the_new_routes_drop_stays_until_the_data_plane_has_them() -> None:
+    cache = listed_cache()
+    fill(cache)
+    cache.upsert("Service", b.svc("api"), scope=WatchScope())
+    sync = GatewaySync(cache, OPTIONS, Defaults(), now=lambda: b.NOW)
+    first = sync.sync()
+    assert first is not None and list(first.upstreams) == ["infra/web:8080"]
+    assert sync.listeners_applied(first.listeners, frozenset({first.listeners[0].port}))
+
+    # The route moves to another backend: the new upstream comes at once, the old one stays
+    # while the data plane's routes (the old listeners) still use it.
+    route = cache.gateway_objects("HTTPRoute")[(b.INFRA, "route")]
+    body = copy.deepcopy(dict(route.body))
+    body["spec"]["rules"] = [b.rule(backends=[b.backend("api", 8080)])]
+    cache.upsert("HTTPRoute", raw("HTTPRoute", body, rv="2"), scope=WatchScope())
+    moved = sync.sync(Changes())
+    assert moved is not None
+    assert set(moved.upstreams) == {"infra/web:8080", "infra/api:8080"}
+    assert moved.upstreams["infra/web:8080"] is first.upstreams["infra/web:8080"]
+
+    # The writer applied the new listeners: the old upstream goes with the next sync.
+    assert sync.listeners_applied(moved.listeners, sync.bound_ports)
+    done = sync.sync(Changes())
+    assert done is not None and list(done.upstreams) == ["infra/api:8080"]
+    assert not sync.listeners_applied(moved.listeners, sync.bound_ports)  # nothing new
