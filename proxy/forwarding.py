@@ -170,9 +170,12 @@ class Forwarder:
         raw_path = request.raw_path
         length = request.content_length
         path, _, query = raw_path.partition("?")
-        route = self._router.table.match(
-            headers.get("Host", ""), path, method=request.method, headers=headers, query=query
-        )
+        table = self._router.table
+        route = table.catch_all
+        if route is None:
+            route = table.match(
+                headers.get("Host", ""), path, method=request.method, headers=headers, query=query
+            )
         if route is None:
             return error_response(404, NO_ROUTE, request_id=request_id)
         outcome.route = route.label
