@@ -33,9 +33,11 @@ envtest:
 	@hack/envtest.sh
 
 # The whole suite: unit, integration on loopback, the real control plane, and the kind cluster
-# (tests/kind, which brings the cluster up through hack/kind-up.sh and deletes it at the end).
+# (tests/kind, which brings the cluster up through hack/kind-up.sh and deletes it at the end),
+# then the official Gateway API conformance suite in a kind cluster of its own (make conformance).
 test: install system-deps
 	assets="$$(hack/envtest.sh)" && KUBEBUILDER_ASSETS="$$assets" $(BIN)/pytest
+	hack/conformance.sh
 
 unit: install
 	$(BIN)/pytest tests/unit
