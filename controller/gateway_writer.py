@@ -3,10 +3,12 @@ gateway_sync) wants: the data plane's listener sockets, the per-Gateway Services
 (controller.gateway.services) and the status merge patches (controller.gateway.status_writer).
 
 It takes the latest desired state (`want`, a plain def the sync calls; never a queue) and
-applies it whole: listeners first (Programmed waits for their sockets), then Services, then
-statuses. A failed call is logged and everything is tried again after a backoff, with
-whatever is desired by then; a status write refused with 409 (the object changed since it
-was read) or 404 (gone) is left to the next sync, which the watch event triggers anyway.
+applies it in two lanes, each its own loop: the data plane's listeners (local and quick),
+and the API calls (the Services, then the statuses), so a route change reaches the data
+plane at once even while statuses are being sent or the API server is failing. A failure
+is logged and that lane tries again after a backoff, with whatever is desired by then; a
+status write refused with 409 (the object changed since it was read) or 404 (gone) is left
+to the next sync, which the watch event triggers anyway.
 One and the same status of an object is written at most `budget_writes` times per
 `budget_seconds`, so two replicas that disagree (each writes what its own sockets say)
 cannot ping-pong it.
@@ -19,7 +21,7 @@ import collections
 import logging
 import random
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from controller.backoff import Backoff
@@ -37,16 +39,72 @@ class ListenerSink(Protocol):
     async def set_listeners(self, specs: Sequence[ListenerSpec]) -> ListenerReport: ...
 
 
-class GatewayWriter:
-    """Applies the latest `GatewayDesired`: listeners first (so Programmed can follow), then
-    the owned Services, then the statuses. A failed call is logged and everything is tried
-    again after a backoff, with whatever is desired by then; `CancelledError` ends it.
+class _Lane:
+    """One retrying loop: apply the latest wanted state; after a failure, back off, then try
+    again with whatever is wanted by then. Mutable state: `applied` (the state last applied
+    without failure), the wake flag and the backoff."""
 
-    Mutable state (event loop only): `_wanted` (the latest desired state), `_applied` (the
-    one last applied without failure), `_listeners` (the specs last accepted whole by the data
-    plane), `_written` (status writes sent, by object and the resourceVersion they were
-    computed from, so a sync before the watch brings the new object does not send them twice),
-    `_history` (recent status writes per object, for the write budget).
+    def __init__(
+        self,
+        name: str,
+        apply: Callable[[GatewayDesired], Awaitable[list[str]]],
+        backoff: Backoff,
+        sleep: Callable[[float], Awaitable[Any]],
+    ) -> None:
+        self.name = name
+        self._apply = apply
+        self.backoff = backoff
+        self._sleep = sleep
+        self.applied: GatewayDesired | None = None
+        self.wake = asyncio.Event()
+
+    async def run(self, wanted: Callable[[], GatewayDesired | None]) -> None:
+        while True:
+            await self.wake.wait()
+            self.wake.clear()
+            desired = wanted()
+            if desired is None or desired is self.applied:
+                continue
+            try:
+                failed = await self._apply(desired)
+            except Exception as error:  # the top of the task: a bug here must not stop serving
+                logger.exception(
+                    "applying the Gateway %s failed",
+                    self.name,
+                    extra={"event": "gateway_write_failed", "lane": self.name},
+                )
+                failed = [repr(error)]
+            if not failed:
+                self.backoff.reset()
+                self.applied = desired
+                continue
+            delay = self.backoff.next_delay()
+            logger.warning(
+                "Gateway %s failed (%s); retrying in %.2fs",
+                self.name,
+                "; ".join(failed[:5]),
+                delay,
+                extra={
+                    "event": "gateway_write_failed",
+                    "lane": self.name,
+                    "failures": failed,
+                    "delay_seconds": round(delay, 3),
+                },
+            )
+            await self._sleep(delay)
+            self.applied = None
+            self.wake.set()  # again, with whatever is wanted by then
+
+
+class GatewayWriter:
+    """Applies the latest `GatewayDesired` in two lanes (`_Lane`): the listeners, and the
+    owned Services then the statuses. `CancelledError` ends both.
+
+    Mutable state (event loop only): `_wanted` (the latest desired state), `_listeners` (the
+    specs last accepted whole by the data plane), `_written` (status writes sent, by object
+    and the resourceVersion they were computed from, so a sync before the watch brings the
+    new object does not send them twice), `_history` (recent status writes per object, for
+    the write budget).
     """
 
     def __init__(
@@ -84,62 +142,49 @@ class GatewayWriter:
         self._history: dict[
             tuple[str, str, str], collections.deque[tuple[float, Mapping[str, Any]]]
         ] = {}
-        self._backoff = Backoff(
-            initial_seconds=backoff_initial_seconds,
-            max_seconds=backoff_max_seconds,
-            rng=rng or random.Random(),
-        )
         self._wanted: GatewayDesired | None = None
-        self._applied: GatewayDesired | None = None
         self._listeners: tuple[ListenerSpec, ...] | None = None
         self._written: dict[tuple[str, str, str], tuple[str, Mapping[str, Any]]] = {}
-        self._wake = asyncio.Event()
         self.writes = 0  # status writes sent (a test and debug aid)
+        rng = rng or random.Random()
+        self._lanes = tuple(
+            _Lane(
+                name,
+                apply,
+                Backoff(
+                    initial_seconds=backoff_initial_seconds,
+                    max_seconds=backoff_max_seconds,
+                    rng=rng,
+                ),
+                sleep,
+            )
+            for name, apply in (("listeners", self.apply_listeners), ("API writes", self.apply_api))
+        )
 
     def __repr__(self) -> str:
-        return f"<GatewayWriter {self.writes} status writes, failures={self._backoff.failures}>"
+        failures = {lane.name: lane.backoff.failures for lane in self._lanes}
+        return f"<GatewayWriter {self.writes} status writes, failures={failures}>"
 
     def want(self, desired: GatewayDesired) -> None:
         """Apply `desired` next (replacing anything not applied yet). Plain def."""
-        if desired is not self._applied:
-            self._wanted = desired
-            self._wake.set()
+        self._wanted = desired
+        for lane in self._lanes:
+            if desired is not lane.applied:
+                lane.wake.set()
 
     async def run(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            desired = self._wanted
-            if desired is None:
-                continue
-            try:
-                failed = await self.apply(desired)
-            except Exception as error:  # the top of the task: a bug here must not stop serving
-                logger.exception(
-                    "applying the Gateway state failed", extra={"event": "gateway_write_failed"}
-                )
-                failed = [repr(error)]
-            if failed:
-                delay = self._backoff.next_delay()
-                logger.warning(
-                    "Gateway API writes failed (%s); retrying in %.2fs",
-                    "; ".join(failed[:5]),
-                    delay,
-                    extra={
-                        "event": "gateway_write_failed",
-                        "failures": failed,
-                        "delay_seconds": round(delay, 3),
-                    },
-                )
-                await self._sleep(delay)
-                self._applied = None
-                self._wake.set()  # again, with whatever is wanted by then
-            else:
-                self._backoff.reset()
-                self._applied = desired
+        """Both lanes, until cancelled: the data plane's listeners never wait behind API
+        calls (a batch of status writes, or a backoff after the API server failed)."""
+        async with asyncio.TaskGroup() as group:
+            for lane in self._lanes:
+                group.create_task(lane.run(lambda: self._wanted), name=f"gateway {lane.name}")
 
     async def apply(self, desired: GatewayDesired) -> list[str]:
-        """Make the calls `desired` implies; returns what failed (empty: all done)."""
+        """Both lanes' work for `desired`, one after the other; returns what failed."""
+        return [*await self.apply_listeners(desired), *await self.apply_api(desired)]
+
+    async def apply_listeners(self, desired: GatewayDesired) -> list[str]:
+        """The data plane's listener sockets; returns what failed."""
         failed: list[str] = []
         if desired.listeners != self._listeners:
             try:
@@ -152,6 +197,11 @@ class GatewayWriter:
                     failed.extend(f"listener {n}: {why}" for n, why in report.failed.items())
                 else:
                     self._listeners = desired.listeners
+        return failed
+
+    async def apply_api(self, desired: GatewayDesired) -> list[str]:
+        """The owned Services, then the statuses; returns what failed."""
+        failed: list[str] = []
         for change in desired.services:
             try:
                 await owned_services.apply(self._core, self._namespace, change)

@@ -170,3 +170,41 @@ async def test_run_retries_failures_with_backoff_until_they_pass() -> None:
     assert gw.writes == 1
     assert len(slept) == 2  # two failures, two backoffs
     assert [c[0] for c in api.calls] == ["status", "status", "status"]
+
+
+async def test_listeners_do_not_wait_behind_an_api_backoff() -> None:
+    api, plane, clock, bound = FakeApi(), FakePlane(), Clock(), []
+    released = asyncio.Event()
+    sleeping = asyncio.Event()
+
+    async def sleep(seconds: float) -> None:
+        sleeping.set()
+        await released.wait()  # a long backoff: the API lane is stuck in it
+
+    gw = GatewayWriter(
+        None,
+        listeners=plane,
+        service_namespace="kf",
+        on_applied=lambda specs, report: bound.append(report.ports),
+        sleep=sleep,
+        clock=clock,
+        core=api,
+        custom=api,
+    )
+    api.errors["status"] = [500]
+    gw.want(GatewayDesired(statuses=(status("web", "1"),)))
+    task = asyncio.create_task(gw.run())
+    try:
+        await asyncio.wait_for(sleeping.wait(), 5)
+        spec = ListenerSpec("gateway/ns/gw/80", 20001, RouteTable())
+        gw.want(GatewayDesired(listeners=(spec,), statuses=(status("web", "1"),)))
+        for _ in range(100):
+            if plane.calls[-1:] == [(spec,)]:
+                break
+            await asyncio.sleep(0)
+        assert plane.calls == [(), (spec,)]  # the first desired had none
+        assert gw.writes == 0  # the API lane is still backing off
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
