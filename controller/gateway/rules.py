@@ -79,9 +79,14 @@ def make_route(
     backends: tuple[WeightedBackend, ...],
     order: tuple[str | int, ...],
 ) -> Route:
+    path = match.path
+    if match.path_kind == "prefix" and len(path) > 1:
+        # Gateway API ignores a PathPrefix's trailing slash ("/abc/" matches "/abc" and
+        # "/abc/x", never "/abcd"); the data plane's prefixes have none.
+        path = path.rstrip("/") or "/"
     return Route(
         host=host,
-        path_prefix=match.path,
+        path_prefix=path,
         path_kind=match.path_kind,
         method=match.method,
         headers=match.headers,

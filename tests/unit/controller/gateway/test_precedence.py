@@ -177,3 +177,11 @@ def test_a_rule_without_backends_has_none_and_answers_500_in_the_data_plane() ->
         found = matched(state, "x", path)
         assert found is not None and found.backends == () and found.filters == ()
     assert served_by(state, "x", "/forward") == V1
+
+
+def test_a_prefix_trailing_slash_is_ignored() -> None:
+    # Gateway API: PathPrefix "/abc/" matches "/abc" and "/abc/x", not "/abcd".
+    rules = [rule(path="/abc/", backends=_to("v2")), rule(backends=_to("v1"))]
+    state = build(inputs(gateways=[gateway()], routes=[route(rules=rules)], services=SERVICES))
+    for path, upstream in [("/abc", V2), ("/abc/", V2), ("/abc/x", V2), ("/abcd", V1)]:
+        assert served_by(state, "example.com", path) == upstream, path
