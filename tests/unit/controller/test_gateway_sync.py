@@ -316,3 +316,26 @@ def test_an_upstream_the_new_routes_drop_stays_until_the_data_plane_has_them() -
     done = sync.sync(Changes())
     assert done is not None and list(done.upstreams) == ["infra/api:8080"]
     assert not sync.listeners_applied(moved.listeners, sync.bound_ports)  # nothing new
+
+
+def test_another_controllers_status_writes_do_not_rebuild() -> None:
+    cache = listed_cache()
+    fill(cache)
+    theirs = b.route("theirs", parents=[b.parent("their-gw")], hostnames=["x.test"])
+    cache.upsert("HTTPRoute", raw("HTTPRoute", theirs), scope=WatchScope())
+    sync = GatewaySync(cache, OPTIONS, Defaults(), now=lambda: b.NOW)
+    first = sync.sync()
+    assert first is not None
+
+    other = {"controllerName": "example.com/other", "parentRef": {"name": "their-gw"}}
+    theirs["status"] = {"parents": [other]}
+    cache.upsert("HTTPRoute", raw("HTTPRoute", theirs, rv="2"), scope=WatchScope())
+    assert sync.sync(Changes()).listeners is first.listeners  # type: ignore[union-attr]
+
+    # A status naming us on a route that is not ours any more: a build, to clear it.
+    ours = {"controllerName": b.CONTROLLER, "parentRef": {"name": "gw"}}
+    theirs["status"] = {"parents": [other, ours]}
+    cache.upsert("HTTPRoute", raw("HTTPRoute", theirs, rv="3"), scope=WatchScope())
+    cleared = sync.sync(Changes())
+    assert cleared is not None and cleared.listeners is not first.listeners
+    assert "theirs" in [w.name for w in cleared.statuses]
