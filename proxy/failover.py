@@ -25,6 +25,7 @@ from aiohttp import web
 from proxy.body import StreamedBody
 from proxy.errors import NO_HEALTHY_BACKENDS, Failure, classify, error_response
 from proxy.headers import (
+    ResponseEdit,
     ResponseFields,
     downstream_head_from_raw,
     downstream_headers_from_raw,
@@ -71,6 +72,7 @@ def _whole_head(
     upstream_response: UpstreamResponse,
     request_id: str,
     added: ResponseFields,
+    edit: ResponseEdit | None,
 ) -> bytes | None:
     """The client's response head if the answer can go out by `send_whole`: it arrived whole
     with a Content-Length, the client speaks HTTP/1.1, and the answer has a body of its own
@@ -90,6 +92,7 @@ def _whole_head(
         request_id=request_id,
         keep_alive=request.keep_alive,
         added=added,
+        edit=edit,
     )
 
 
@@ -125,11 +128,15 @@ class Failover:
         request_id: str,
         scheme: str = "http",
         added: ResponseFields = (),
+        edit: ResponseEdit | None = None,
+        forwarded_host: str | None = None,
     ) -> web.StreamResponse:
         """Forward the request with its body held (replayable) or streamed (at most once
         past its first byte); answer with an error response when no attempt succeeded.
         `scheme` is the client's (X-Forwarded-Proto); `added` are response fields the proxy
-        sets on every relayed answer (HSTS on HTTPS)."""
+        sets on every relayed answer (HSTS on HTTPS); `edit` the route's changes to the answer
+        and `forwarded_host` the client's Host when the route rewrote it (both None on the
+        common path: proxy.headers)."""
         pool = self._pool
         method = request.method
         idempotent = method in IDEMPOTENT_METHODS
@@ -168,6 +175,7 @@ class Failover:
                     request_id=request_id,
                     default_host=endpoint.key,
                     chunked=chunked,
+                    forwarded_host=forwarded_host,
                 )
                 pool.acquire(endpoint)
                 try:
@@ -188,7 +196,7 @@ class Failover:
                     else:
                         pool.report_status(upstream, endpoint, upstream_response.status)
                         outcome.status = upstream_response.status
-                        whole = _whole_head(request, upstream_response, request_id, added)
+                        whole = _whole_head(request, upstream_response, request_id, added, edit)
                         if whole is not None:
                             body = upstream_response.take()
                             result = await send_whole(request, upstream_response, whole, body)
@@ -198,7 +206,10 @@ class Failover:
                             status=upstream_response.status,
                             reason=upstream_response.reason,
                             headers=downstream_headers_from_raw(
-                                upstream_response.headers, request_id=request_id, added=added
+                                upstream_response.headers,
+                                request_id=request_id,
+                                added=added,
+                                edit=edit,
                             ),
                         )
                         result = await relay_response(request, upstream_response, response)

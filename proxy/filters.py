@@ -12,10 +12,16 @@ The contract (the controller builds these; the data plane knows nothing of Kuber
                                       replaces every field of the name, `add` appends one more
                                       field, `remove` drops every field of the name. Names are
                                       case-insensitive.
-  ResponseHeaderModifier(set, ...)    on the answer relayed to the client: `set` replaces the
-                                      upstream's fields of the name. `add` and `remove` are
-                                      refused (ValueError) until the relay offers a hook for
-                                      them (proxy/failover.py passes only fields to set).
+  ResponseHeaderModifier(set, add, remove)
+                                      on the answer relayed to the client, as the request's:
+                                      `set` replaces the upstream's fields of the name, `add`
+                                      appends one after the upstream's own, `remove` drops the
+                                      upstream's (and set/added) fields of the name. Compiled
+                                      to a proxy.headers.ResponseEdit that both response paths
+                                      apply. Hop-by-hop names are refused as well: the relay
+                                      would drop them. The proxy's own fields still follow
+                                      (X-Request-ID unless set here, Date if none is left, HSTS
+                                      on HTTPS, which replaces a field set here).
   RequestRedirect(scheme, hostname, port, path, status_code)
                                       answers `status_code` (301, 302, 303, 307, 308) with a
                                       Location built from the request: each part unset keeps the
@@ -47,6 +53,8 @@ from itertools import accumulate
 from typing import Literal
 
 from multidict import CIMultiDict, MultiMapping
+
+from proxy.headers import HOP_BY_HOP, ResponseEdit
 
 HeaderPairs = tuple[tuple[str, str], ...]
 PathKind = Literal["prefix", "exact", "regex"]
@@ -155,8 +163,7 @@ class RequestHeaderModifier:
 
 @dataclass(frozen=True, slots=True)
 class ResponseHeaderModifier:
-    """Fields of the answer relayed to the client. Only `set` is served for now (see the
-    module docstring); `add` or `remove` raise ValueError."""
+    """Fields of the answer relayed to the client: set (replace), add (append), remove."""
 
     set: HeaderPairs = ()
     add: HeaderPairs = ()
@@ -164,10 +171,37 @@ class ResponseHeaderModifier:
 
     def __post_init__(self) -> None:
         _check_pairs(self.set, "response header modifier set")
-        if self.add or self.remove:
-            raise ValueError(
-                "response header modifier add/remove: not supported by this data plane (set is)"
-            )
+        _check_pairs(self.add, "response header modifier add")
+        for name in self.remove:
+            check_field_name(name, "response header modifier remove")
+        for name, _ in (*self.set, *self.add):
+            _check_not_hop_by_hop(name, "response header modifier")
+        for name in self.remove:
+            _check_not_hop_by_hop(name, "response header modifier remove")
+
+    def edit(self) -> ResponseEdit:
+        """The modifier in the relay's terms: in the order set, add, remove, as on the
+        request (a name both set and removed ends up removed)."""
+        removed = {name.lower() for name in self.remove}
+        kept = [
+            (_field_bytes(name), _field_bytes(value))
+            for name, value in (*self.set, *self.add)
+            if name.lower() not in removed
+        ]
+        drop = frozenset(_field_bytes(name.lower()) for name, _ in self.set) | frozenset(
+            _field_bytes(name) for name in removed
+        )
+        return ResponseEdit(drop=drop, append=tuple(kept))
+
+
+def _check_not_hop_by_hop(name: str, where: str) -> None:
+    if name.lower() in HOP_BY_HOP:
+        raise ValueError(f"{where}: {name!r} is hop-by-hop and never reaches the client")
+
+
+def _field_bytes(text: str) -> bytes:
+    # As the relay decodes the upstream's fields (proxy.headers): UTF-8, surrogateescape.
+    return text.encode("utf-8", "surrogateescape")
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,7 +276,7 @@ class Actions:
     redirect: RequestRedirect | None = None
     request_headers: RequestHeaderModifier | None = None
     rewrite: URLRewrite | None = None
-    response_fields: HeaderPairs = ()
+    response_edit: ResponseEdit | None = None
     matched_prefix: str | None = field(default=None)  # for "prefix" path modifiers
 
     @property
@@ -298,7 +332,7 @@ def compile_actions(
         redirect=redirect,
         request_headers=request_headers,
         rewrite=rewrite,
-        response_fields=response.set if isinstance(response, ResponseHeaderModifier) else (),
+        response_edit=response.edit() if isinstance(response, ResponseHeaderModifier) else None,
         matched_prefix=path if path_kind == "prefix" else None,
     )
 

@@ -5,7 +5,7 @@ One `Forwarder` serves one listener. Per request it does, in order:
   conflicts, bodies over the limit), route by Host, path, method, headers and query
   (proxy.routing), apply the route's actions when it has any (proxy.filters: a redirect
   answered here, a weighted choice of upstream, request header and URL rewrites on a copy of
-  the request, response fields to set), then hand the request with its
+  the request, response fields to change), then hand the request with its
   body, streamed or (when small) held for replay, to the attempt loop (proxy.failover: pick
   an endpoint, send through proxy.upstream, relay the answer, fail over when safe), or a
   WebSocket upgrade to proxy.websocket. Whatever happened is recorded once, at the end, in
@@ -184,14 +184,17 @@ class Forwarder:
             return https_redirect(request, port=self._redirect_port, request_id=request_id)
         added = hsts_fields(route.hsts_max_age_seconds) if self._https else ()
         actions = route.actions
+        edit = forwarded_host = None
         if actions is not None:  # filters or several backends: never on the common path
+            if actions.rewrite is not None and actions.rewrite.hostname is not None:
+                # X-Forwarded-Host keeps what the client asked for, not the rewrite.
+                forwarded_host = headers.get("Host", "")
             acted = self._act(request, actions, upstream, path, query, request_id, outcome)
             if isinstance(acted, web.StreamResponse):
                 return acted
             request, upstream = acted
             headers = request.headers
-            if actions.response_fields:
-                added = (*added, *actions.response_fields)
+            edit = actions.response_edit
             outcome.upstream = upstream
         spec = self._pool.spec(upstream)
         if spec is None or not self._pool.has_candidates(upstream):
@@ -232,6 +235,8 @@ class Forwarder:
             request_id=request_id,
             scheme=self._scheme,
             added=added,
+            edit=edit,
+            forwarded_host=forwarded_host,
         )
 
     def _act(

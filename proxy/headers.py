@@ -11,6 +11,7 @@ import os
 import random
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from email.utils import formatdate
 
 from multidict import CIMultiDict, MultiMapping
@@ -141,10 +142,13 @@ def upstream_request_head_raw(
     request_id: str,
     default_host: str,
     chunked: bool,
+    forwarded_host: str | None = None,
 ) -> bytes:
     """The request line and headers for the upstream, as bytes ready to write: the fields of
     `upstream_request_headers`, `Host: default_host` if the client sent none (HTTP/1.0), and
-    `Transfer-Encoding: chunked` when the body is relayed in chunks.
+    `Transfer-Encoding: chunked` when the body is relayed in chunks. `forwarded_host`: the
+    client's own Host when a route rewrote it in `raw` ("" when the client sent none), so
+    `X-Forwarded-Host` tells the upstream what the client asked for, not the rewrite.
 
     Built from the request's raw header bytes (aiohttp's `raw_headers`), so nothing is decoded
     and encoded again: about half the cost of the same head from the decoded multidict."""
@@ -169,7 +173,10 @@ def upstream_request_head_raw(
     ip = _encode(client_ip)
     lines.append(b"X-Forwarded-For: " + (forwarded_for + b", " + ip if forwarded_for else ip))
     lines.append(b"X-Forwarded-Proto: " + _encode(scheme))
-    if host is not None:
+    if forwarded_host is not None:
+        if forwarded_host:
+            lines.append(b"X-Forwarded-Host: " + _encode(forwarded_host))
+    elif host is not None:
         lines.append(b"X-Forwarded-Host: " + host)
     lines.append(b"X-Request-ID: " + _encode(request_id))
     if not has_host:
@@ -210,6 +217,24 @@ _RESPONSE_SPECIAL = _HOP_BY_HOP_BYTES | {b"x-request-id"}
 ResponseFields = tuple[tuple[str, str], ...]
 
 
+@dataclass(frozen=True, slots=True)
+class ResponseEdit:
+    """A route's changes to the upstream's answer (a Gateway API ResponseHeaderModifier,
+    compiled once by proxy.filters): the upstream's fields named in `drop` (lower-cased
+    bytes) are left out and the `append` fields follow the rest, before the proxy's own
+    rules run (hop-by-hop removal, X-Request-ID, Date, then `added`). Applied on both
+    response paths; a route without one passes None and pays one `is None` test."""
+
+    drop: frozenset[bytes]
+    append: tuple[tuple[bytes, bytes], ...]
+
+    def apply(self, raw: Sequence[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+        drop = self.drop
+        out = [(name, value) for name, value in raw if name.lower() not in drop]
+        out += self.append
+        return out
+
+
 def _without(raw: list[tuple[bytes, bytes]], added: ResponseFields) -> list[tuple[bytes, bytes]]:
     # A field the proxy sets (HSTS) replaces the upstream's own, rather than doubling it.
     names = {name.lower().encode("latin-1") for name, _ in added}
@@ -217,14 +242,20 @@ def _without(raw: list[tuple[bytes, bytes]], added: ResponseFields) -> list[tupl
 
 
 def downstream_headers_from_raw(
-    raw: list[tuple[bytes, bytes]], *, request_id: str, added: ResponseFields = ()
+    raw: list[tuple[bytes, bytes]],
+    *,
+    request_id: str,
+    added: ResponseFields = (),
+    edit: ResponseEdit | None = None,
 ) -> list[tuple[str, str]]:
     """Headers to send the client, from the upstream's head as received ((name, value) byte
     pairs in, str pairs out: a list, because the response that takes it builds its own
     multidict): hop-by-hop removed, `X-Request-ID` added unless the upstream set its own.
     `Content-Length` and `Content-Encoding` pass unchanged: the body is relayed byte for byte,
     never decompressed or recompressed. `added` fields (set by the proxy) replace the
-    upstream's fields of the same names."""
+    upstream's fields of the same names. `edit`, the route's, goes first."""
+    if edit is not None:
+        raw = edit.apply(raw)
     if added:
         raw = _without(raw, added)
     out: list[tuple[str, str]] = []
@@ -262,12 +293,15 @@ def downstream_head_from_raw(
     request_id: str,
     keep_alive: bool,
     added: ResponseFields = (),
+    edit: ResponseEdit | None = None,
 ) -> bytes | None:
     """The whole HTTP/1.1 response head for the client, as bytes, by the rules of
     `downstream_headers_from_raw`, `Connection: close` added unless `keep_alive`. Only for an
     answer framed by Content-Length (the client gets the framing the upstream chose); None for
     any other, and when a `Connection` header nominates fields (rare): the caller then takes
-    the general path. `added` as for `downstream_headers_from_raw`."""
+    the general path. `added` and `edit` as for `downstream_headers_from_raw`."""
+    if edit is not None:
+        raw = edit.apply(raw)
     if added:
         raw = _without(raw, added)
     out = [b"HTTP/1.1 %d %s\r\n" % (status, reason)]

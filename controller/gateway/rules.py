@@ -2,7 +2,7 @@
 
 The data plane's constructors check what they are given and raise ValueError naming the
 field (a header name that frames the message, a prefix rewrite on an Exact match, a
-ResponseHeaderModifier `add` it cannot serve yet); `compile_rule` runs them once, with a
+hop-by-hop name in a ResponseHeaderModifier); `compile_rule` runs them once, with a
 probe route per match, so that graph.py can turn a rule the data plane would refuse into a
 status condition (the rule is dropped: PartiallyInvalid / UnsupportedValue) instead of
 failing the whole translation later.

@@ -10,6 +10,7 @@ import pytest
 from multidict import CIMultiDict
 
 from proxy.filters import (
+    Actions,
     BackendChoice,
     PathModifier,
     RequestHeaderModifier,
@@ -21,6 +22,7 @@ from proxy.filters import (
     new_path,
     redirect_location,
 )
+from proxy.headers import ResponseEdit
 from proxy.routing import Route
 
 
@@ -134,8 +136,13 @@ def test_weighted_choice_follows_the_weights_and_skips_zero() -> None:
         (lambda: RequestHeaderModifier(remove=("bad name",)), "not an HTTP field name"),
         (lambda: RequestHeaderModifier(set=(("X", "a\r\nB: c"),)), "line break"),
         (lambda: RequestHeaderModifier(set=(("X", "1"), ("x", "2"))), "appears twice"),
-        (lambda: ResponseHeaderModifier(add=(("X", "1"),)), "not supported"),
-        (lambda: ResponseHeaderModifier(remove=("X",)), "not supported"),
+        (lambda: ResponseHeaderModifier(add=(("Content-Length", "1"),)), "frames the message"),
+        (lambda: ResponseHeaderModifier(remove=("Transfer-Encoding",)), "frames the message"),
+        (lambda: ResponseHeaderModifier(set=(("Proxy-Authenticate", "x"),)), "hop-by-hop"),
+        (lambda: ResponseHeaderModifier(remove=("Trailers",)), "hop-by-hop"),
+        (lambda: ResponseHeaderModifier(add=(("X", "1"), ("x", "2"))), "appears twice"),
+        (lambda: ResponseHeaderModifier(add=(("X", "a\nb"),)), "line break"),
+        (lambda: ResponseHeaderModifier(remove=("bad name",)), "not an HTTP field name"),
         (lambda: RequestRedirect(status_code=200), "status code"),
         (lambda: RequestRedirect(port=0), "port"),
         (lambda: RequestRedirect(scheme="ftp"), "scheme"),  # type: ignore[arg-type]
@@ -195,3 +202,34 @@ def test_only_routes_that_need_actions_have_them() -> None:
     assert with_filter.actions.choice is None  # the one upstream stays `target`
     assert with_filter.actions.changes_request
     assert not Route("a", filters=(RequestRedirect(),)).actions.changes_request  # type: ignore[union-attr]
+
+
+def test_response_modifier_compiles_to_an_edit_in_set_add_remove_order() -> None:
+    modifier = ResponseHeaderModifier(
+        set=(("X-Set", "s"), ("X-Both", "gone")),
+        add=(("X-Add", "a"), ("x-set", "again")),
+        remove=("x-both", "X-Remove"),
+    )
+    edit = modifier.edit()
+    # set drops the upstream's fields of its names, remove drops its names (and what set or
+    # add gave them); add keeps the upstream's.
+    assert edit.drop == {b"x-set", b"x-both", b"x-remove"}
+    assert edit.append == ((b"X-Set", b"s"), (b"X-Add", b"a"), (b"x-set", b"again"))
+    raw = [(b"x-SET", b"old"), (b"X-Add", b"old"), (b"X-Remove", b"r"), (b"X-Keep", b"k")]
+    assert edit.apply(raw) == [
+        (b"X-Add", b"old"),
+        (b"X-Keep", b"k"),
+        (b"X-Set", b"s"),
+        (b"X-Add", b"a"),
+        (b"x-set", b"again"),
+    ]
+    assert raw[0] == (b"x-SET", b"old")  # the upstream's list is not changed in place
+
+
+def test_a_route_with_a_response_modifier_carries_its_edit() -> None:
+    route = Route("a", filters=(ResponseHeaderModifier(add=(("X", "1"),)),))
+    assert isinstance(route.actions, Actions)
+    assert route.actions.response_edit == ResponseEdit(frozenset(), ((b"X", b"1"),))
+    assert not route.actions.changes_request
+    plain = Route("a", filters=(RequestHeaderModifier(set=(("X", "1"),)),))
+    assert plain.actions is not None and plain.actions.response_edit is None
