@@ -28,7 +28,8 @@ https_redirect=..., hsts_max_age_seconds=...)` is the annotated mode's route):
 Precedence (what `match` returns when several routes match), the Gateway API's HTTPRouteRule
 order:
   1. host: exact > wildcard, the longest wildcard suffix first > any host. A request falls
-     through to less specific hosts when no route of its own host matches it.
+     through to less specific hosts when no route of its own host matches it, unless the
+     table isolates that host (`isolated_hosts`, below).
   2. path: Exact > PathPrefix, the longest first > regex
   3. a method match > none
   4. more header matches > fewer
@@ -36,6 +37,14 @@ order:
   6. `order` ascending, then the order the routes were given in.
 The annotated mode's routes (prefixes, no headers) keep their old order: exact host >
 wildcard > any host, then the longest prefix.
+
+Isolation (Gateway API listener isolation: a request is served only by the routes of the most
+specific listener its host matches): `RouteTable(routes, isolated_hosts=...)` names hosts,
+exact or `*.suffix`, whose group ends the search. A request whose host reaches such a group
+(its exact host, or the longest isolated wildcard suffix it has) gets that group's match or
+none (404), never a less specific host's routes, even when the group has no routes at all.
+The controller puts every listener hostname of a port there; the annotated mode puts none and
+keeps falling through.
 
 `match` does not scan the table: routes are indexed by exact host, by wildcard suffix
 (looked up label by label) and host-less, each list sorted once when the table is built.
@@ -319,15 +328,18 @@ def _first_match(
 
 @dataclass(frozen=True, slots=True)
 class RouteTable:
-    """Routes and their index; compared by `routes`, which lists them by host (exact hosts
+    """Routes and their index; compared by `routes` and `isolated_hosts` (see the module
+    docstring; stored lower-cased). `routes` lists them by host (exact hosts
     in the order first given, then wildcards, the longest suffix first, then the host-less
     routes), each host's in precedence order: the order `match` tries them in for a host
     that has routes of every kind."""
 
     routes: tuple[Route, ...] = ()
+    isolated_hosts: frozenset[str] = frozenset()
     _exact: Mapping[str, tuple[Route, ...]] = field(init=False, compare=False, repr=False)
     _wild: Mapping[str, tuple[Route, ...]] = field(init=False, compare=False, repr=False)
     _any: tuple[Route, ...] = field(init=False, compare=False, repr=False)
+    _isolated_wild: frozenset[str] = field(init=False, compare=False, repr=False)  # suffixes
     # Set when one host-less, unconditional "/" prefix route comes first with no host route
     # at all (the standalone proxy, every sidecar port): it takes every request unparsed.
     # The handler reads it before calling `match` (saves the call: the bench's common path).
@@ -348,6 +360,16 @@ class RouteTable:
                 wild.setdefault(host[2:].lower(), []).append(route)
             else:
                 exact.setdefault(host.lower(), []).append(route)
+        isolated: set[str] = set()
+        for host in self.isolated_hosts:
+            lower = host.lower()
+            if not lower or lower == "*." or lower == "*" or "*" in lower[1:]:
+                raise ValueError(f"isolated host {host!r}: not a host or a *. wildcard")
+            if lower.startswith("*."):
+                wild.setdefault(lower[2:], [])
+            else:
+                exact.setdefault(lower, [])
+            isolated.add(lower)
         for group in (*exact.values(), *wild.values(), any_host):
             if len(group) > 1:
                 group.sort(key=_rank)
@@ -366,6 +388,8 @@ class RouteTable:
         )
         set_ = object.__setattr__
         set_(self, "routes", ordered)
+        set_(self, "isolated_hosts", frozenset(isolated))
+        set_(self, "_isolated_wild", frozenset(h[2:] for h in isolated if h.startswith("*.")))
         set_(self, "_exact", {host: tuple(rs) for host, rs in exact.items()})
         set_(self, "_wild", {suffix: tuple(rs) for suffix, rs in wild.items()})
         set_(self, "_any", tuple(any_host))
@@ -374,12 +398,18 @@ class RouteTable:
     def __repr__(self) -> str:
         return (
             f"<RouteTable {len(self.routes)} routes: {len(self._exact)} hosts, "
-            f"{len(self._wild)} wildcards, {len(self._any)} for any host>"
+            f"{len(self._wild)} wildcards, {len(self._any)} for any host"
+            + (f", {len(self.isolated_hosts)} isolated>" if self.isolated_hosts else ">")
         )
 
     @classmethod
-    def build(cls, routes: list[Route] | tuple[Route, ...]) -> RouteTable:
-        return cls(tuple(routes))
+    def build(
+        cls,
+        routes: list[Route] | tuple[Route, ...],
+        *,
+        isolated_hosts: frozenset[str] = frozenset(),
+    ) -> RouteTable:
+        return cls(tuple(routes), isolated_hosts)
 
     @classmethod
     def single(
@@ -413,16 +443,18 @@ class RouteTable:
                 routes = exact.get(host)
                 if routes is not None:
                     found = _first_match(routes, path, method, headers, query)
-                    if found is not None:
+                    if found is not None or host in self.isolated_hosts:
                         return found
             if wild:
                 # Longest suffix first: the dot after the first label, then the next one.
                 dot = host.find(".", 1)
                 while dot != -1:
-                    routes = wild.get(host[dot + 1 :])
+                    suffix = host[dot + 1 :]
+                    routes = wild.get(suffix)
                     if routes is not None:
                         found = _first_match(routes, path, method, headers, query)
-                        if found is not None:
+                        # Only on a miss: a hit costs nothing more.
+                        if found is not None or suffix in self._isolated_wild:
                             return found
                     dot = host.find(".", dot + 1)
         if self._any:

@@ -137,10 +137,23 @@ class GatewayMemo:
         self._next_lists[slot] = (source, signature, routes)
         return routes
 
-    def table(self, name: str, routes: tuple[Route, ...]) -> RouteTable:
+    def table(
+        self,
+        name: str,
+        routes: tuple[Route, ...],
+        *,
+        isolated_hosts: frozenset[str] = frozenset(),
+    ) -> RouteTable:
         """The listener's RouteTable: last build's while it is given equal routes in the same
-        order (the data plane then sees the same object and swaps nothing)."""
+        order and the same isolated hosts (the data plane then sees the same object and swaps
+        nothing)."""
         found = self._tables.get(name)
-        table = found[1] if found is not None and found[0] == routes else RouteTable.build(routes)
+        table = (
+            found[1]
+            if found is not None
+            and found[0] == routes
+            and found[1].isolated_hosts == isolated_hosts
+            else RouteTable.build(routes, isolated_hosts=isolated_hosts)
+        )
         self._next_tables[name] = (routes, table)
         return table

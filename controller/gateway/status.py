@@ -18,12 +18,15 @@ from controller.gateway.objects import GatewayClass, Key
 
 # The features of Gateway API v1.6 that kubeferry implements, sorted by name as the CRD
 # requires. The conformance suite reads this list to decide which extended tests to run, so
-# it names only what the model and the data plane both do: not ResponseHeaderModification
-# (proxy.filters refuses its add/remove), mirrors, timeouts, retries, CORS, listener isolation.
+# it names only what the model and the data plane both do: not mirrors, timeouts, retries,
+# CORS. Listener isolation: translate.py drops a route's hostnames that a more specific
+# listener of the port covers and makes every listener hostname an isolated host of the
+# port's RouteTable (proxy.routing).
 SUPPORTED_FEATURES: tuple[str, ...] = tuple(
     sorted(
         (
             "Gateway",
+            "GatewayHTTPListenerIsolation",
             "GatewayPort8080",
             "HTTPRoute",
             "HTTPRoute303RedirectStatusCode",
@@ -36,6 +39,7 @@ SUPPORTED_FEATURES: tuple[str, ...] = tuple(
             "HTTPRoutePathRewrite",
             "HTTPRoutePortRedirect",
             "HTTPRouteQueryParamMatching",
+            "HTTPRouteResponseHeaderModification",
             "HTTPRouteSchemeRedirect",
             "ReferenceGrant",
         )

@@ -13,6 +13,21 @@ any host), for each rule the data plane accepted, for each match, one `Route` wh
 is (route creationTimestamp, namespace/name, rule index, match index): the spec's tie-break
 after the data plane's precedence. An HTTPS port serves the certificate of each listener
 hostname by SNI, and by default that of the listener without a hostname (else the first).
+
+Listener isolation (GatewayHTTPListenerIsolation): the listeners of one port share one
+RouteTable, yet a request must be served only by the routes of the most specific listener
+its host matches (exact > longest wildcard > no hostname), and answer 404 when none of them
+matches. Two parts, both plain data for the data plane:
+  - a route attached to listener L drops each hostname it would serve there that a more
+    specific listener of the port covers (route host `abc.foo.example.com` through the
+    listener without a hostname, when `abc.foo.example.com` has its own listener): those
+    requests belong to that listener;
+  - every listener hostname of the port is an `isolated_hosts` entry of the table: a request
+    reaching that host's group gets that group's match or 404, never the routes of a less
+    specific host (the host-less routes of the listener without a hostname).
+What remains in a listener hostname's group is then only that listener's routes, and a
+host group below it (a route hostname more specific than its listener) falls through only
+to its own listener's group.
 """
 
 from __future__ import annotations
@@ -21,6 +36,7 @@ from collections import defaultdict
 from collections.abc import Mapping
 
 from controller.gateway.graph import Graph, ListenerNode, RouteNode, RuleNode, ServicePortKey
+from controller.gateway.hostnames import covers
 from controller.gateway.memo import GatewayMemo
 from controller.gateway.objects import Key
 from controller.gateway.ports import GatewayPortKey
@@ -62,12 +78,15 @@ def translate(
             internal = internal_ports.get((gw_key[0], gw_key[1], port))
             if internal is None:
                 continue
-            names = {ln.listener.name for ln in listeners}
+            shadows = _more_specific(listeners)
             name = listener_name(gw_key, port)
             routes: dict[Route, None] = {}
             for route in by_gateway.get(gw_key, ()):
-                for item in _routes(route, gw_key, names, backends, memo, name):
+                for item in _routes(route, gw_key, shadows, backends, memo, name):
                     routes.setdefault(item, None)
+            isolated = frozenset(
+                ln.listener.hostname for ln in listeners if ln.listener.hostname is not None
+            )
             tls = None
             if listeners[0].listener.protocol == "HTTPS":
                 tls = TlsListenerConfig(_certificates(listeners))
@@ -75,7 +94,7 @@ def translate(
                 ListenerSpec(
                     name=name,
                     port=internal,
-                    routes=memo.table(name, tuple(routes)),
+                    routes=memo.table(name, tuple(routes), isolated_hosts=isolated),
                     tls=tls,
                     public_port=port,
                 )
@@ -84,10 +103,35 @@ def translate(
     return tuple(specs), frozenset(backends)
 
 
+def _specificity(hostname: str | None) -> tuple[int, int]:
+    """Sort key of a listener hostname, most specific first: exact, the longest wildcard,
+    none."""
+    if hostname is None:
+        return (2, 0)
+    if hostname.startswith("*."):
+        return (1, -len(hostname))
+    return (0, 0)
+
+
+def _more_specific(listeners: list[ListenerNode]) -> dict[str, tuple[str, ...]]:
+    """Per listener name of one port: the other listeners' hostnames more specific than its
+    own. A route hostname one of them covers lies inside both listeners (an intersection
+    with this one), so it is that more specific listener's, not this one's."""
+    return {
+        ln.listener.name: tuple(
+            other.listener.hostname
+            for other in listeners
+            if other.listener.hostname is not None
+            and _specificity(other.listener.hostname) < _specificity(ln.listener.hostname)
+        )
+        for ln in listeners
+    }
+
+
 def _routes(
     node: RouteNode,
     gw_key: Key,
-    listeners: set[str],
+    shadows: Mapping[str, tuple[str, ...]],
     backends: set[ServicePortKey],
     memo: GatewayMemo,
     listener: str,
@@ -97,9 +141,13 @@ def _routes(
         if parent.gateway != gw_key or not parent.accepted.status:
             continue
         for attachment in parent.attachments:
-            if attachment.listener in listeners:
-                for host in attachment.hostnames or (None,):
-                    hosts.setdefault(host, None)
+            shadowing = shadows.get(attachment.listener)
+            if shadowing is None:
+                continue  # a listener of another port, or one that cannot be served
+            for host in attachment.hostnames or (None,):
+                if host is not None and any(covers(other, host) for other in shadowing):
+                    continue  # isolation: a more specific listener's host
+                hosts.setdefault(host, None)
     if not hosts:
         return []
     used = [
