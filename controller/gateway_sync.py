@@ -52,8 +52,9 @@ if TYPE_CHECKING:  # controller.app imports this module
 
 logger = logging.getLogger("kubeferry.controller.gateway")
 
-# The kinds whose status the model writes.
-_STATUS_KINDS: tuple[GatewayKind, ...] = ("GatewayClass", "Gateway", "HTTPRoute")
+# The kinds whose status the model writes, and Namespaces (their labels): what a build read
+# that a change may leave as it was.
+_BUILT_KINDS: tuple[GatewayKind, ...] = ("GatewayClass", "Gateway", "HTTPRoute", "Namespace")
 
 _NO_UPSTREAMS: Mapping[str, UpstreamSpec] = MappingProxyType({})
 
@@ -94,7 +95,7 @@ class GatewaySync:
       _built_ports  the bound ports the last build saw
       _desired      the last result (None: nothing built yet); _state the build it came from
       _seen         every Service the routes name, as the last build saw it (None: absent)
-      _built        the GatewayClasses, Gateways and HTTPRoutes the last build read
+      _built        the GatewayClasses, Gateways, HTTPRoutes and Namespaces the last build read
       _applied      the upstreams the routes of the data plane's listeners use now (the
                     writer applies listeners after the sync pushed upstreams, so an upstream
                     the new routes dropped stays until the old routes are gone); `_pushed`
@@ -225,13 +226,20 @@ class GatewaySync:
     def _echoes(self, touched: Iterable[tuple[str, Key]], state: GatewayState) -> bool:
         """Whether every changed object differs from what the last build read only in a
         `.status` that is now exactly the one the build wants (our write, back through the
-        watch), or that is another controller's: then a build would give the same state, and
-        at thousands of routes each such write would cost one."""
+        watch), or that is another controller's, or is a Namespace with the same labels: then
+        a build would give the same state, and at thousands of routes each would cost one."""
         for kind, key in touched:
             built = self._built.get(kind)
             old = built.get(key) if built is not None else None
             new = self._view.gateway_objects(kind).get(key)  # type: ignore[arg-type]
-            if old is None or new is None or not _same_but_status(old.body, new.body):
+            if old is None or new is None:
+                return False
+            if kind == "Namespace":
+                # Only its labels reach the model (allowedRoutes selectors).
+                if _labels(old) != _labels(new):
+                    return False
+                continue
+            if not _same_but_status(old.body, new.body):
                 return False
             wanted = state.statuses.get((kind, *key))
             if wanted is None:
@@ -247,7 +255,7 @@ class GatewaySync:
     def _rebuild(self) -> GatewayDesired:
         view = self._view
         self._built_ports = self.bound_ports
-        self._built = {kind: view.gateway_objects(kind) for kind in _STATUS_KINDS}
+        self._built = {kind: view.gateway_objects(kind) for kind in _BUILT_KINDS}
         state = build(self.inputs(), memo=self._memo)
         if state.secrets != self._secrets:
             # The listeners name other Secrets than the last build read: read those (as far

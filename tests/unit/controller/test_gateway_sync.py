@@ -339,3 +339,20 @@ def test_another_controllers_status_writes_do_not_rebuild() -> None:
     cleared = sync.sync(Changes())
     assert cleared is not None and cleared.listeners is not first.listeners
     assert "theirs" in [w.name for w in cleared.statuses]
+
+
+def test_a_namespace_change_rebuilds_only_when_its_labels_change() -> None:
+    cache = listed_cache()
+    fill(cache)
+    sync = GatewaySync(cache, OPTIONS, Defaults(), now=lambda: b.NOW)
+    first = sync.sync()
+    assert first is not None
+    namespace = {"metadata": {"name": b.INFRA, "labels": {"team": "edge"}}}
+    terminating = {**namespace, "status": {"phase": "Terminating"}}
+    cache.upsert("Namespace", raw("Namespace", terminating, rv="2"), scope=WatchScope())
+    same = sync.sync(Changes())
+    assert same is not None and same.listeners is first.listeners  # no build ran
+    relabelled = {"metadata": {"name": b.INFRA, "labels": {"team": "core"}}}
+    cache.upsert("Namespace", raw("Namespace", relabelled, rv="3"), scope=WatchScope())
+    again = sync.sync(Changes())
+    assert again is not None and again.listeners is not first.listeners
