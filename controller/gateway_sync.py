@@ -8,9 +8,12 @@ implies (binding listener sockets, writing `/status`, creating, patching and del
 per-Gateway Services) is controller.gateway_writer's, a task that takes the latest desired
 state (`want`, never a queue) and applies it, retrying failures with backoff.
 
-Level-triggered and whole: every sync that can have changed anything (a Gateway API object,
-a Service, a slice or a Secret changed, or the listeners bound) rebuilds the whole Gateway
-state from the cache. Nothing is written before every Gateway API stream has listed once, so
+Level-triggered and whole: a change that can alter the model's result (a Gateway API object's
+spec, a Namespace's labels, a listener Secret, a Service a route names, the bound ports, a
+relist) rebuilds the whole Gateway state from the cache. Only what provably cannot is spared:
+endpoints that moved redo just the upstreams of those backends, and a status coming back as
+the model wants it (our own write) or written by another controller recomputes only the
+writes still pending. Nothing is written before every Gateway API stream has listed once, so
 a Service is never deleted for a Gateway merely not listed yet. A status is written only when
 it differs from the object's (controller.gateway.status_writer), so an unchanged state costs
 no API call and leaves every resourceVersion alone.
