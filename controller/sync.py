@@ -15,6 +15,11 @@ Services name go to the Secret watches (`want`). All plain defs.
 The cache is never cleared on an API failure and a sync never pushes before the cache has
 listed everything once, so the data plane keeps the last known endpoints while the API server
 is away.
+
+With `--gateway-api` the same step asks the Gateway side (controller.gateway_sync) for its
+desired state: its upstreams are pushed with the annotated ones (names never clash), its
+listener Secrets join the Secret watches, and its listeners, Services and statuses go to the
+Gateway writer (`want`, I/O there).
 """
 
 from __future__ import annotations
