@@ -24,7 +24,7 @@ from pathlib import Path
 
 from bench.backends import start_backends
 from bench.options import Options
-from bench.peers import Launch, aiohttp_floor, haproxy_lb, kubeferry_lb, nginx_lb
+from bench.peers import Launch, aiohttp_floor, bare_proxy, haproxy_lb, kubeferry_lb, nginx_lb
 from bench.processes import (
     BenchError,
     CpuPlan,
@@ -46,6 +46,7 @@ from bench.wrk import WrkResult, run_wrk
 NGINX = "nginx"
 KUBEFERRY_ACCESS = "kubeferry + JSON access log"
 FRAMEWORK_FLOOR = "reference: aiohttp low-level server, fixed answer (no proxying)"
+BARE_PROXY = "reference: bare proxy, aiohttp server + kubeferry's upstream client, no features"
 # A run with more failed requests than this share is not a result.
 MAX_ERROR_SHARE = 0.01
 
@@ -64,11 +65,15 @@ def contenders(options: Options) -> list[tuple[str, Factory]]:
     def framework_floor(workdir: Path, port: int, backends: list[int]) -> Launch:
         return aiohttp_floor(workdir, port, backends, kubeferry=options.kubeferry)
 
+    def bare(workdir: Path, port: int, backends: list[int]) -> Launch:
+        return bare_proxy(workdir, port, backends, kubeferry=options.kubeferry)
+
     return [
         (NGINX, nginx_lb),
         ("haproxy", haproxy_lb),
         ("kubeferry (access log off)", kubeferry(False)),
         (KUBEFERRY_ACCESS, kubeferry(True)),
+        (BARE_PROXY, bare),
         (FRAMEWORK_FLOOR, framework_floor),
     ]
 
@@ -271,6 +276,25 @@ def framework_notes(rows: list[Row]) -> list[str]:
             text += (
                 f"; of its {format_seconds(total)} of CPU per request, the framework alone "
                 f"spends {format_seconds(framework)} ({framework / total:.0%})"
+            )
+        notes.append(text + ".")
+    bare = by_name.get(BARE_PROXY)
+    nginx = by_name.get(NGINX)
+    if bare is not None:
+        text = (
+            f"{BARE_PROXY}: a reference too (bench/bare_proxy.py): aiohttp's server, kubeferry's "
+            "upstream client, the request's raw head passed on and the answer written in one "
+            "write, and nothing else (no log, metrics, request id, header rules, routing, "
+            "failover). The least an aiohttp-served proxy spends per request"
+        )
+        if bare.cpu_per_request_seconds and nginx is not None and nginx.cpu_per_request_seconds:
+            # One worker saturated: requests/s is the inverse of CPU per request, so half of
+            # nginx's requests/s allows twice its CPU per request.
+            budget = 2 * nginx.cpu_per_request_seconds
+            text += (
+                f": {format_seconds(bare.cpu_per_request_seconds)} of CPU per request, against "
+                f"the {format_seconds(budget)} that 0.5x nginx's requests/s allows (twice "
+                f"nginx's {format_seconds(nginx.cpu_per_request_seconds)})"
             )
         notes.append(text + ".")
     return notes

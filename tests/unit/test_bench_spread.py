@@ -7,7 +7,13 @@ import dataclasses
 
 import pytest
 
-from bench.loadbalancers import FRAMEWORK_FLOOR, KUBEFERRY_ACCESS, framework_notes, summarize
+from bench.loadbalancers import (
+    BARE_PROXY,
+    FRAMEWORK_FLOOR,
+    KUBEFERRY_ACCESS,
+    framework_notes,
+    summarize,
+)
 from bench.options import parse_options
 from bench.report import Row, describe_rounds, markdown_table, spread, text_table
 from bench.wrk import WrkResult
@@ -106,3 +112,20 @@ def test_the_reference_row_never_stands_in_for_kubeferry_at_the_floor() -> None:
     )
     assert met.failures == ()
     assert FRAMEWORK_FLOOR in met.markdown
+
+
+def test_the_bare_proxy_reference_is_held_against_half_of_nginx() -> None:
+    def cpu(rps: float, seconds: float) -> WrkResult:
+        return dataclasses.replace(result(rps), server_cpu_seconds=seconds)
+
+    rows = [
+        Row("nginx", cpu(40000.0, 8.0)),  # 20 us per request
+        Row(BARE_PROXY, cpu(10000.0, 5.0)),  # 50 us per request
+        Row(FRAMEWORK_FLOOR, result(20000.0)),
+    ]
+    bare = [note for note in framework_notes(rows) if note.startswith(BARE_PROXY)]
+    assert len(bare) == 1
+    assert bare[0].endswith(
+        "50 µs of CPU per request, against the 40 µs that 0.5x nginx's requests/s allows "
+        "(twice nginx's 20 µs)."
+    )

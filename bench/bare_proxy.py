@@ -1,0 +1,100 @@
+"""`python -m bench.bare_proxy --port N --backend PORT ...`: the least an aiohttp-served proxy
+does, built from kubeferry's own parts, as the proxy section's second reference row.
+
+aiohttp's low-level server (as kubeferry uses it, access log off) on uvloop; per request a
+round-robin backend, kubeferry's upstream client (proxy.upstream: pooled keep-alive
+connections, httptools), the client's request line and raw header bytes passed on unchanged,
+the answer written to the client in one write as kubeferry's fast path does
+(proxy.relay.SentResponse). Nothing else: no access log, metrics, request ids, header rules,
+routing, health checks or failover. What kubeferry spends above this row is its features;
+what this row spends above bench/aiohttp_floor.py is the upstream round trip. Stops on SIGTERM
+or SIGINT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import signal
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+
+import uvloop
+from aiohttp import web
+
+from proxy.model import Endpoint
+from proxy.relay import SentResponse
+from proxy.upstream import UpstreamClient
+
+Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
+
+
+def handler(client: UpstreamClient, backends: Sequence[Endpoint]) -> Handler:
+    turn = itertools.cycle(backends)
+
+    async def forward(request: web.BaseRequest) -> web.StreamResponse:
+        head = b"".join(
+            [
+                f"{request.method} {request.raw_path} HTTP/1.1\r\n".encode(),
+                *(name + b": " + value + b"\r\n" for name, value in request.raw_headers),
+                b"\r\n",
+            ]
+        )
+        answer = await client.send(next(turn), head)
+        parts = [answer.take()]
+        while not answer.done:
+            await answer.wait()
+            parts.append(answer.take())
+        answer.release()
+        body = b"".join(parts)
+        fields = b"".join(
+            name + b": " + value + b"\r\n"
+            for name, value in answer.headers
+            if name.lower() not in (b"connection", b"keep-alive")
+        )
+        status = f"HTTP/1.1 {answer.status} ".encode() + answer.reason_bytes + b"\r\n"
+        transport = request.transport
+        assert transport is not None
+        transport.write(status + fields + b"\r\n" + body)
+        return SentResponse(answer.status, keep_alive=request.keep_alive)
+
+    return forward
+
+
+async def serve(host: str, port: int, backend_ports: Sequence[int]) -> None:
+    client = UpstreamClient(
+        connect_timeout_seconds=5.0, idle_timeout_seconds=30.0, keepalive_seconds=60.0
+    )
+    backends = [Endpoint("127.0.0.1", p) for p in backend_ports]
+    server = web.Server(handler(client, backends), access_log=None)
+    loop = asyncio.get_running_loop()
+    listener = await loop.create_server(server, host, port, backlog=1024)
+    stop = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    print(f"bare proxy on http://{host}:{port}/", flush=True)
+    try:
+        await stop.wait()
+    finally:
+        listener.close()
+        await server.shutdown(1.0)
+        await listener.wait_closed()
+        await client.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.bare_proxy", description=__doc__)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--backend", type=int, action="append", required=True, help="a port")
+    parser.add_argument("--host", default="127.0.0.1", help="loopback only")
+    args = parser.parse_args(argv)
+    if not args.host.startswith("127.") and args.host != "::1":
+        parser.error("the benchmark listens on loopback only")
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(serve(args.host, args.port, args.backend))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
