@@ -28,9 +28,10 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from controller.annotations import Defaults, Mode
-from controller.cache import Cache, GatewayStreams, WatchScope
+from controller.cache import Cache, WatchScope
 from controller.desired import Selection
 from controller.events import EventRecorder, KubeEventRecorder
+from controller.gateway_streams import GatewayStreams
 from controller.metrics import ControllerMetrics
 from controller.secret_watch import SecretWatches
 from controller.sync import Sync

@@ -20,13 +20,14 @@ as the references come and go (`open_secret`, `close_secret`; controller.secret_
 streams are not part of `synced`, and a Secret's (re)list notes only that Secret, not
 "everything": a Secret change redoes the Services that name it.
 
-Gateway API (`GatewayStreams`, with `--gateway-api`): GatewayClasses, Gateways, HTTPRoutes,
-ReferenceGrants, Namespaces (for allowedRoutes selectors) and the Services the controller owns
-for its Gateways are kept as `RawObject`s, the API's JSON (less managedFields), because their
+Gateway API (`GatewayStreams`, with `--gateway-api`; its kinds and types are in
+controller.gateway_streams): GatewayClasses, Gateways, HTTPRoutes, ReferenceGrants,
+Namespaces (for allowedRoutes selectors) and the Services the controller owns for its
+Gateways are kept as `RawObject`s, the API's JSON (less managedFields), because their
 parsing belongs to the pure model (controller.gateway). Their streams are not part of `synced`
 (the CRDs may be missing: annotated mode must not wait for them) and they note no `Changes`
 (the annotated state never reads them): a change is noted apart (`take_gateway_changed`)
-and wakes the sync, which rebuilds the whole Gateway state.
+and wakes the sync, which brings the Gateway state up to date (controller.gateway_sync).
 
 Mutable state, touched only from the event loop and never across an `await`:
   _stores[(kind, scope)]  key -> object, what each stream last reported
@@ -47,93 +48,25 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Literal, TypeAlias
+from typing import Literal, TypeAlias
 
-from controller.objects import SecretInfo, ServiceInfo, SliceInfo, mapping
+from controller.gateway_streams import (
+    GATEWAY_KINDS,
+    SCOPED_GATEWAY_KINDS,
+    GatewayChanges,
+    GatewayKind,
+    GatewayStreams,
+    RawObject,
+)
+from controller.objects import SecretInfo, ServiceInfo, SliceInfo
 
-GatewayKind: TypeAlias = Literal[
-    "GatewayClass", "Gateway", "HTTPRoute", "ReferenceGrant", "Namespace", "GatewayService"
-]
 Kind: TypeAlias = Literal["Service", "EndpointSlice", "Secret"] | GatewayKind
 # The kinds watched in every scope from the start; Secrets get a stream each, on demand.
 KINDS: tuple[Kind, ...] = ("Service", "EndpointSlice")
-# With Gateway API on: Gateways, HTTPRoutes and ReferenceGrants in every scope, GatewayClasses
-# and Namespaces cluster-wide, the owned Services in the controller's namespace.
-GATEWAY_KINDS: tuple[GatewayKind, ...] = (
-    "GatewayClass",
-    "Gateway",
-    "HTTPRoute",
-    "ReferenceGrant",
-    "Namespace",
-    "GatewayService",
-)
-_SCOPED_GATEWAY_KINDS: tuple[GatewayKind, ...] = ("Gateway", "HTTPRoute", "ReferenceGrant")
-# The kinds that are CRDs (gateway.networking.k8s.io/v1), which may not be installed.
-GATEWAY_CRD_KINDS: frozenset[str] = frozenset({"GatewayClass", *_SCOPED_GATEWAY_KINDS})
 Key: TypeAlias = tuple[str, str]
-
-
-@dataclass(frozen=True, slots=True)
-class RawObject:
-    """A Kubernetes object kept as the API's JSON (`body`, never mutated: the watch decodes a
-    fresh dict per event), for the Gateway API kinds whose parsing is the model's. Compared
-    by identity and resourceVersion, which the API server changes on every write, so a relist
-    of an unchanged object is no change."""
-
-    kind: str
-    namespace: str  # "" for cluster-scoped kinds
-    name: str
-    uid: str
-    resource_version: str
-    body: Mapping[str, Any] = field(compare=False, repr=False)
-
-    @classmethod
-    def from_api(cls, kind: str, obj: Mapping[str, Any]) -> RawObject:
-        meta = mapping(obj.get("metadata"))
-        # managedFields are the bulk of most objects and nothing here reads them.
-        body = {**obj, "metadata": {k: v for k, v in meta.items() if k != "managedFields"}}
-        return cls(
-            kind=kind,
-            namespace=str(meta.get("namespace") or ""),
-            name=str(meta.get("name") or ""),
-            uid=str(meta.get("uid") or ""),
-            resource_version=str(meta.get("resourceVersion") or ""),
-            body=MappingProxyType(body),
-        )
-
-    @property
-    def key(self) -> tuple[str, str]:
-        return (self.namespace, self.name)
-
-    @property
-    def metadata(self) -> Mapping[str, Any]:
-        return mapping(self.body.get("metadata"))
-
-
 Object: TypeAlias = ServiceInfo | SliceInfo | SecretInfo | RawObject
-
-
-@dataclass(frozen=True, slots=True)
-class GatewayChanges:
-    """Which Gateway API objects (kind, (namespace, name)) changed; `everything` after a
-    stream (re)listed."""
-
-    touched: frozenset[tuple[str, Key]] = frozenset()
-    everything: bool = False
-
-    def __bool__(self) -> bool:
-        return self.everything or bool(self.touched)
-
-
-@dataclass(frozen=True, slots=True)
-class GatewayStreams:
-    """Turns on the Gateway API streams: `service_namespace` is where the controller keeps
-    the Services it owns for its Gateways (watched by `service_label`, which they carry)."""
-
-    service_namespace: str
-    service_label: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,7 +135,7 @@ def _gateway_stream_list(
         ("Namespace", WatchScope()),
         ("GatewayService", WatchScope(gateway.service_namespace)),
     ]
-    streams += [(kind, scope) for kind in _SCOPED_GATEWAY_KINDS for scope in scopes]
+    streams += [(kind, scope) for kind in SCOPED_GATEWAY_KINDS for scope in scopes]
     return streams
 
 

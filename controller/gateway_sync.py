@@ -35,7 +35,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Protocol
 
 from controller.annotations import Defaults
-from controller.cache import Changes, GatewayChanges, GatewayKind, Key, RawObject
+from controller.cache import Changes, Key
 from controller.certificates import SecretCertificates
 from controller.gateway import services as owned_services
 from controller.gateway import status_writer
@@ -45,6 +45,7 @@ from controller.gateway.ports import PortRange
 from controller.gateway.state import GatewayInputs, GatewayState, build
 from controller.gateway.status import has_our_parents
 from controller.gateway.translate import upstream_name
+from controller.gateway_streams import GatewayChanges, GatewayKind, RawObject
 from controller.objects import ClusterView, ServiceInfo, SliceInfo, mapping
 from controller.translate import endpoints_of
 from proxy.listeners import ListenerSpec

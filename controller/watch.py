@@ -35,8 +35,9 @@ import aiohttp
 from kubernetes_asyncio import client
 
 from controller.backoff import Backoff
-from controller.cache import GATEWAY_CRD_KINDS, Cache, Kind, Object, WatchScope
+from controller.cache import Cache, Kind, Object, WatchScope
 from controller.collector import collector_paused
+from controller.gateway_streams import GATEWAY_CRD_KINDS
 from controller.objects import mapping
 from controller.watch_stream import Gone, StreamReader, WatchError, raise_for_status
 

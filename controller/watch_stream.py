@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 from kubernetes_asyncio import client
 
-from controller.cache import Cache, Kind, Object, RawObject, WatchScope
+from controller.cache import Cache, Kind, Object, WatchScope
+from controller.gateway_streams import RawObject
 from controller.objects import SERVICE_NAME_LABEL, SecretInfo, ServiceInfo, SliceInfo, mapping
 
 if TYPE_CHECKING:  # controller.watch imports this module

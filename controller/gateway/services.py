@@ -19,13 +19,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from controller.cache import RawObject
 from controller.gateway.state import (
     GATEWAY_NAME_LABEL,
     GATEWAY_NAMESPACE_LABEL,
     GatewayService,
     service_name,
 )
+from controller.gateway_streams import RawObject
 from controller.objects import mapping
 
 GATEWAY_ANNOTATION = "gateway.kubeferry.io/gateway"  # "namespace/name" of the owner

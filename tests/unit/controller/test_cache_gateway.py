@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from controller.cache import Cache, GatewayChanges, GatewayStreams, RawObject, WatchScope
+from controller.cache import Cache, WatchScope
+from controller.gateway_streams import GatewayChanges, GatewayStreams, RawObject
 
 STREAMS = GatewayStreams("kubeferry", "gateway.kubeferry.io/namespace")
 

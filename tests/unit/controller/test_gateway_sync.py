@@ -13,10 +13,11 @@ import pytest
 from controller import gateway_sync
 from controller.annotations import Defaults
 from controller.app import GatewayOptions
-from controller.cache import Cache, Changes, GatewayStreams, ObjectRef, RawObject, WatchScope
+from controller.cache import Cache, Changes, ObjectRef, WatchScope
 from controller.gateway import services as owned
 from controller.gateway.state import GatewayService, GatewayServicePort, service_name
 from controller.gateway.status_writer import status_patch
+from controller.gateway_streams import GatewayStreams, RawObject
 from controller.gateway_sync import GatewaySync
 from controller.objects import SliceInfo
 from tests.unit.controller.gateway import builders as b
