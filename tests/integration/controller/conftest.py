@@ -15,6 +15,7 @@ from kubernetes_asyncio import client
 from controller.app import Controller, ControllerOptions
 from controller.watch import WatchTiming
 from proxy.settings import load_settings
+from tests.integration.controller import gateway_support as gw
 from tests.integration.controller.support import TEST_WATCH_TIMING
 from tests.support.ports import free_port
 
@@ -82,3 +83,17 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
     # trust_env=False: never route loopback requests through an environment proxy.
     async with aiohttp.ClientSession(timeout=timeout, trust_env=False) as session:
         yield session
+
+
+@pytest.fixture
+async def gateway_class(kube_api: client.ApiClient, kube_namespace: str) -> AsyncIterator[str]:
+    """The CRDs installed and a GatewayClass of ours, named after the test's namespace."""
+    await gw.install_crds(kube_api)
+    name = f"class-{kube_namespace}"
+    await gw.create(
+        kube_api,
+        "GatewayClass",
+        {"metadata": {"name": name}, "spec": {"controllerName": gw.CONTROLLER_NAME}},
+    )
+    yield name
+    await gw.delete(kube_api, "GatewayClass", name)

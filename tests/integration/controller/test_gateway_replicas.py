@@ -6,7 +6,6 @@ alone, no ping-pong. A listener added and removed patches the Service's ports in
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -21,20 +20,6 @@ from tests.kube.wait import eventually
 from tests.support.ports import free_port
 
 pytestmark = [pytest.mark.kube, pytest.mark.integration]
-
-
-@pytest.fixture
-async def gateway_class(kube_api: client.ApiClient, kube_namespace: str) -> AsyncIterator[str]:
-    """The CRDs installed and a GatewayClass of ours, named after the test's namespace."""
-    await gw.install_crds(kube_api)
-    name = f"class-{kube_namespace}"
-    await gw.create(
-        kube_api,
-        "GatewayClass",
-        {"metadata": {"name": name}, "spec": {"controllerName": gw.CONTROLLER_NAME}},
-    )
-    yield name
-    await gw.delete(kube_api, "GatewayClass", name)
 
 
 def http_listener(name: str, port: int) -> dict[str, Any]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
@@ -24,20 +23,6 @@ from tests.kube.wait import eventually
 pytestmark = [pytest.mark.kube, pytest.mark.integration]
 
 WATCH_LOGGER = "kubeferry.controller.watch"
-
-
-@pytest.fixture
-async def gateway_class(kube_api: client.ApiClient, kube_namespace: str) -> AsyncIterator[str]:
-    """The CRDs installed and a GatewayClass of ours, named after the test's namespace."""
-    await gw.install_crds(kube_api)
-    name = f"class-{kube_namespace}"
-    await gw.create(
-        kube_api,
-        "GatewayClass",
-        {"metadata": {"name": name}, "spec": {"controllerName": gw.CONTROLLER_NAME}},
-    )
-    yield name
-    await gw.delete(kube_api, "GatewayClass", name)
 
 
 @pytest.mark.timeout(240)

@@ -6,7 +6,6 @@ reach a stand-in pod, and the Service goes when the Gateway does."""
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -20,20 +19,6 @@ from tests.kube.pods import StandInPods
 from tests.kube.wait import eventually
 
 pytestmark = [pytest.mark.kube, pytest.mark.integration]
-
-
-@pytest.fixture
-async def gateway_class(kube_api: client.ApiClient, kube_namespace: str) -> AsyncIterator[str]:
-    """The CRDs installed and a GatewayClass of ours, named after the test's namespace."""
-    await gw.install_crds(kube_api)
-    name = f"class-{kube_namespace}"
-    await gw.create(
-        kube_api,
-        "GatewayClass",
-        {"metadata": {"name": name}, "spec": {"controllerName": gw.CONTROLLER_NAME}},
-    )
-    yield name
-    await gw.delete(kube_api, "GatewayClass", name)
 
 
 async def test_gateway_and_route_are_accepted_programmed_and_serve_a_pod(

@@ -5,7 +5,6 @@ observedGeneration following the spec, and no write at all while nothing changes
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -18,20 +17,6 @@ from tests.kube.manifests import body
 from tests.kube.wait import eventually
 
 pytestmark = [pytest.mark.kube, pytest.mark.integration]
-
-
-@pytest.fixture
-async def gateway_class(kube_api: client.ApiClient, kube_namespace: str) -> AsyncIterator[str]:
-    """The CRDs installed and a GatewayClass of ours, named after the test's namespace."""
-    await gw.install_crds(kube_api)
-    name = f"class-{kube_namespace}"
-    await gw.create(
-        kube_api,
-        "GatewayClass",
-        {"metadata": {"name": name}, "spec": {"controllerName": gw.CONTROLLER_NAME}},
-    )
-    yield name
-    await gw.delete(kube_api, "GatewayClass", name)
 
 
 async def test_invalid_backend_references_and_their_repair(

@@ -6,7 +6,6 @@ ReferenceGrant (RefNotPermitted)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -23,20 +22,6 @@ from tests.kube.wait import eventually
 from tests.support.tls_certs import TestCA
 
 pytestmark = [pytest.mark.kube, pytest.mark.integration]
-
-
-@pytest.fixture
-async def gateway_class(kube_api: client.ApiClient, kube_namespace: str) -> AsyncIterator[str]:
-    """The CRDs installed and a GatewayClass of ours, named after the test's namespace."""
-    await gw.install_crds(kube_api)
-    name = f"class-{kube_namespace}"
-    await gw.create(
-        kube_api,
-        "GatewayClass",
-        {"metadata": {"name": name}, "spec": {"controllerName": gw.CONTROLLER_NAME}},
-    )
-    yield name
-    await gw.delete(kube_api, "GatewayClass", name)
 
 
 def https_listener(name: str, hostname: str, *refs: dict[str, Any]) -> dict[str, Any]:

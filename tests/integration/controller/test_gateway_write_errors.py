@@ -6,7 +6,7 @@ backoff, and writes the statuses as soon as RBAC allows it, with no restart."""
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,20 +24,6 @@ from tests.kube.wait import eventually
 pytestmark = [pytest.mark.kube, pytest.mark.integration]
 
 READ = ["get", "list", "watch"]
-
-
-@pytest.fixture
-async def gateway_class(kube_api: client.ApiClient, kube_namespace: str) -> AsyncIterator[str]:
-    """The CRDs installed and a GatewayClass of ours, named after the test's namespace."""
-    await gw.install_crds(kube_api)
-    name = f"class-{kube_namespace}"
-    await gw.create(
-        kube_api,
-        "GatewayClass",
-        {"metadata": {"name": name}, "spec": {"controllerName": gw.CONTROLLER_NAME}},
-    )
-    yield name
-    await gw.delete(kube_api, "GatewayClass", name)
 
 
 def binding(kind: str, name: str, namespace: str) -> dict[str, Any]:
