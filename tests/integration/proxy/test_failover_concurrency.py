@@ -192,7 +192,7 @@ async def test_stopping_a_backend_under_load_loses_no_request_nothing_received(
         # A POST the victim closed or reset before its kernel acknowledged a byte of it went
         # out again (on a reused connection: proxy.upstream.connection). What is left is a
         # POST on a fresh connection that the victim's kernel acknowledged and then reset as
-        # it died: maybe read, so not sent again (one in 14 runs had one), and the
+        # it died: maybe read, so not sent again (one in 8 measured runs had one), and the
         # access line says which it was.
         assert all(FRESH_RESET in line["error"] for line in failed_lines), summary
         assert all(line["retries"] == 0 for line in failed_lines), summary
