@@ -55,42 +55,12 @@ def connection_tokens(headers: MultiMapping[str]) -> frozenset[str]:
     )
 
 
-def _dropped(headers: MultiMapping[str]) -> frozenset[str]:
-    tokens = connection_tokens(headers)
-    return HOP_BY_HOP | tokens if tokens else HOP_BY_HOP
-
-
 def request_id_for(headers: MultiMapping[str]) -> str:
     """The client's `X-Request-ID` if it is sane, else a new random one."""
     given = headers.get(REQUEST_ID)
     if given and len(given) <= _MAX_REQUEST_ID and given.isprintable():
         return given
     return f"{_ids.getrandbits(128):032x}"
-
-
-def _forwarded_fields(
-    headers: MultiMapping[str], *, client_ip: str, scheme: str, request_id: str
-) -> list[tuple[str, str]]:
-    drop = _dropped(headers)
-    out: list[tuple[str, str]] = []
-    forwarded_for: str | None = None
-    host: str | None = None
-    for name, value in headers.items():
-        lower = name.lower()
-        if lower in drop or lower in _SET_BY_PROXY:
-            continue
-        if lower == "x-forwarded-for":
-            forwarded_for = value if forwarded_for is None else f"{forwarded_for}, {value}"
-            continue
-        if lower == "host" and host is None:
-            host = value
-        out.append((name, value))
-    out.append(("X-Forwarded-For", f"{forwarded_for}, {client_ip}" if forwarded_for else client_ip))
-    out.append(("X-Forwarded-Proto", scheme))
-    if host is not None:
-        out.append(("X-Forwarded-Host", host))
-    out.append((REQUEST_ID, request_id))
-    return out
 
 
 def upstream_request_headers(
@@ -102,9 +72,9 @@ def upstream_request_headers(
     `X-Forwarded-For` keeps what earlier proxies wrote (all fields, in order) and appends the
     address this proxy saw.
     """
-    return CIMultiDict(
-        _forwarded_fields(headers, client_ip=client_ip, scheme=scheme, request_id=request_id)
-    )
+    raw = [(_encode(name), _encode(value)) for name, value in headers.items()]
+    fields, _ = _forwarded_raw(raw, client_ip=client_ip, scheme=scheme, request_id=request_id)
+    return CIMultiDict((_decode(name), _decode(value)) for name, value in fields)
 
 
 def upstream_request_head(
@@ -152,9 +122,44 @@ def upstream_request_head_raw(
 
     Built from the request's raw header bytes (aiohttp's `raw_headers`), so nothing is decoded
     and encoded again: about half the cost of the same head from the decoded multidict."""
+    fields, has_host = _forwarded_raw(
+        raw,
+        client_ip=client_ip,
+        scheme=scheme,
+        request_id=request_id,
+        forwarded_host=forwarded_host,
+    )
+    lines = [f"{method} {target} HTTP/1.1".encode("utf-8", "surrogateescape")]
+    lines += [name + b": " + value for name, value in fields]
+    if not has_host:
+        lines.append(b"Host: " + _encode(default_host))
+    if chunked:
+        lines.append(b"Transfer-Encoding: chunked")
+    lines += (b"", b"")
+    head = b"\r\n".join(lines)
+    # A CR or LF inside a field would start a header (or a request) of the sender's choosing.
+    # The server's parser already refuses them; counting line breaks makes sure, in one pass.
+    breaks = len(lines) - 1
+    if head.count(b"\n") != breaks or head.count(b"\r") != breaks:
+        raise ValueError("line break inside a request header field")
+    return head
+
+
+def _forwarded_raw(
+    raw: Sequence[tuple[bytes, bytes]],
+    *,
+    client_ip: str,
+    scheme: str,
+    request_id: str,
+    forwarded_host: str | None = None,
+) -> tuple[list[tuple[bytes, bytes]], bool]:
+    """The fields to send upstream, raw: hop-by-hop ones (and those `Connection` names)
+    removed, the ones the proxy sets replaced, `X-Forwarded-*` and `X-Request-ID` added; and
+    whether the client sent a Host. The one place these rules live, for the request head
+    and for the WebSocket client's multidict."""
     tokens = _raw_connection_tokens(raw)
     drop = _HOP_BY_HOP_BYTES | tokens if tokens else _HOP_BY_HOP_BYTES
-    lines = [f"{method} {target} HTTP/1.1".encode("utf-8", "surrogateescape")]
+    out: list[tuple[bytes, bytes]] = []
     forwarded_for: bytes | None = None
     host: bytes | None = None
     has_host = False
@@ -169,28 +174,21 @@ def upstream_request_head_raw(
             continue
         if lower == b"host" and host is None:
             host = value
-        lines.append(name + b": " + value)
+        out.append((name, value))
     ip = _encode(client_ip)
-    lines.append(b"X-Forwarded-For: " + (forwarded_for + b", " + ip if forwarded_for else ip))
-    lines.append(b"X-Forwarded-Proto: " + _encode(scheme))
+    out.append((b"X-Forwarded-For", forwarded_for + b", " + ip if forwarded_for else ip))
+    out.append((b"X-Forwarded-Proto", _encode(scheme)))
     if forwarded_host is not None:
         if forwarded_host:
-            lines.append(b"X-Forwarded-Host: " + _encode(forwarded_host))
+            out.append((b"X-Forwarded-Host", _encode(forwarded_host)))
     elif host is not None:
-        lines.append(b"X-Forwarded-Host: " + host)
-    lines.append(b"X-Request-ID: " + _encode(request_id))
-    if not has_host:
-        lines.append(b"Host: " + _encode(default_host))
-    if chunked:
-        lines.append(b"Transfer-Encoding: chunked")
-    lines += (b"", b"")
-    head = b"\r\n".join(lines)
-    # A CR or LF inside a field would start a header (or a request) of the sender's choosing.
-    # The server's parser already refuses them; counting line breaks makes sure, in one pass.
-    breaks = len(lines) - 1
-    if head.count(b"\n") != breaks or head.count(b"\r") != breaks:
-        raise ValueError("line break inside a request header field")
-    return head
+        out.append((b"X-Forwarded-Host", host))
+    out.append((b"X-Request-ID", _encode(request_id)))
+    return out, has_host
+
+
+def _decode(raw: bytes) -> str:
+    return raw.decode("utf-8", "surrogateescape")
 
 
 def _encode(text: str) -> bytes:
