@@ -111,9 +111,9 @@ def _compile(kind: str, value: str, where: str) -> re.Pattern[str] | None:
 
 
 @dataclass(frozen=True, slots=True)
-class HeaderMatch:
-    """A request header that must be present with `value` (exact) or match it (regex, the
-    whole value)."""
+class _ValueMatch:
+    """A named request value that must be present with `value` (exact) or match it (regex,
+    the whole value)."""
 
     name: str
     value: str
@@ -121,9 +121,10 @@ class HeaderMatch:
     pattern: re.Pattern[str] | None = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
+        what = "header match" if isinstance(self, HeaderMatch) else "query match"
         if not self.name:
-            raise ValueError("header match: empty name")
-        object.__setattr__(self, "pattern", _compile(self.kind, self.value, "header match"))
+            raise ValueError(f"{what}: empty name")
+        object.__setattr__(self, "pattern", _compile(self.kind, self.value, what))
 
     def accepts(self, value: str | None) -> bool:
         if value is None:
@@ -134,25 +135,13 @@ class HeaderMatch:
 
 
 @dataclass(frozen=True, slots=True)
-class QueryMatch:
-    """A query parameter that must be present with `value` (exact) or match it (regex)."""
+class HeaderMatch(_ValueMatch):
+    """A request header (names case-insensitive)."""
 
-    name: str
-    value: str
-    kind: MatchKind = "exact"
-    pattern: re.Pattern[str] | None = field(init=False, compare=False, repr=False)
 
-    def __post_init__(self) -> None:
-        if not self.name:
-            raise ValueError("query match: empty name")
-        object.__setattr__(self, "pattern", _compile(self.kind, self.value, "query match"))
-
-    def accepts(self, value: str | None) -> bool:
-        if value is None:
-            return False
-        if self.pattern is None:
-            return value == self.value
-        return self.pattern.fullmatch(value) is not None
+@dataclass(frozen=True, slots=True)
+class QueryMatch(_ValueMatch):
+    """A query parameter (names case-sensitive)."""
 
 
 _PATH_RANK = {"exact": 2, "prefix": 1, "regex": 0}
