@@ -28,13 +28,17 @@ async def answer(request: web.BaseRequest) -> web.Response:
 
 
 async def serve(host: str, port: int) -> None:
-    server = web.Server(answer, access_log=None)
+    await serve_until_signalled(web.Server(answer, access_log=None), host, port, "aiohttp floor")
+
+
+async def serve_until_signalled(server: web.Server, host: str, port: int, what: str) -> None:
+    """Serve `server` on host:port until SIGTERM or SIGINT (bench.bare_proxy uses it too)."""
     loop = asyncio.get_running_loop()
     listener = await loop.create_server(server, host, port, backlog=1024)
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    print(f"aiohttp floor on http://{host}:{port}/", flush=True)
+    print(f"{what} on http://{host}:{port}/", flush=True)
     try:
         await stop.wait()
     finally:

@@ -16,13 +16,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
-import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 
 import uvloop
 from aiohttp import web
 
+from bench.aiohttp_floor import serve_until_signalled
 from proxy.model import Endpoint
 from proxy.relay import SentResponse
 from proxy.upstream import UpstreamClient
@@ -68,18 +68,9 @@ async def serve(host: str, port: int, backend_ports: Sequence[int]) -> None:
     )
     backends = [Endpoint("127.0.0.1", p) for p in backend_ports]
     server = web.Server(handler(client, backends), access_log=None)
-    loop = asyncio.get_running_loop()
-    listener = await loop.create_server(server, host, port, backlog=1024)
-    stop = asyncio.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    print(f"bare proxy on http://{host}:{port}/", flush=True)
     try:
-        await stop.wait()
+        await serve_until_signalled(server, host, port, "bare proxy")
     finally:
-        listener.close()
-        await server.shutdown(1.0)
-        await listener.wait_closed()
         await client.close()
 
 
