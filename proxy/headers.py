@@ -73,7 +73,8 @@ def upstream_request_headers(
     address this proxy saw.
     """
     raw = [(_encode(name), _encode(value)) for name, value in headers.items()]
-    fields, _ = _forwarded_raw(raw, client_ip=client_ip, scheme=scheme, request_id=request_id)
+    lines, _ = _forwarded_raw(raw, client_ip=client_ip, scheme=scheme, request_id=request_id)
+    fields = (line.split(b": ", 1) for line in lines)
     return CIMultiDict((_decode(name), _decode(value)) for name, value in fields)
 
 
@@ -129,8 +130,7 @@ def upstream_request_head_raw(
         request_id=request_id,
         forwarded_host=forwarded_host,
     )
-    lines = [f"{method} {target} HTTP/1.1".encode("utf-8", "surrogateescape")]
-    lines += [name + b": " + value for name, value in fields]
+    lines = [f"{method} {target} HTTP/1.1".encode("utf-8", "surrogateescape"), *fields]
     if not has_host:
         lines.append(b"Host: " + _encode(default_host))
     if chunked:
@@ -152,14 +152,15 @@ def _forwarded_raw(
     scheme: str,
     request_id: str,
     forwarded_host: str | None = None,
-) -> tuple[list[tuple[bytes, bytes]], bool]:
-    """The fields to send upstream, raw: hop-by-hop ones (and those `Connection` names)
-    removed, the ones the proxy sets replaced, `X-Forwarded-*` and `X-Request-ID` added; and
-    whether the client sent a Host. The one place these rules live, for the request head
-    and for the WebSocket client's multidict."""
+) -> tuple[list[bytes], bool]:
+    """The field lines (`Name: value`, no CRLF) to send upstream: hop-by-hop ones (and those
+    `Connection` names) removed, the ones the proxy sets replaced, `X-Forwarded-*` and
+    `X-Request-ID` added; and whether the client sent a Host. The one place these rules
+    live, for the request head and for the WebSocket client's multidict. Lines rather than
+    pairs: the request head, built per request, joins them as they are."""
     tokens = _raw_connection_tokens(raw)
     drop = _HOP_BY_HOP_BYTES | tokens if tokens else _HOP_BY_HOP_BYTES
-    out: list[tuple[bytes, bytes]] = []
+    out: list[bytes] = []
     forwarded_for: bytes | None = None
     host: bytes | None = None
     has_host = False
@@ -174,16 +175,16 @@ def _forwarded_raw(
             continue
         if lower == b"host" and host is None:
             host = value
-        out.append((name, value))
+        out.append(name + b": " + value)
     ip = _encode(client_ip)
-    out.append((b"X-Forwarded-For", forwarded_for + b", " + ip if forwarded_for else ip))
-    out.append((b"X-Forwarded-Proto", _encode(scheme)))
+    out.append(b"X-Forwarded-For: " + (forwarded_for + b", " + ip if forwarded_for else ip))
+    out.append(b"X-Forwarded-Proto: " + _encode(scheme))
     if forwarded_host is not None:
         if forwarded_host:
-            out.append((b"X-Forwarded-Host", _encode(forwarded_host)))
+            out.append(b"X-Forwarded-Host: " + _encode(forwarded_host))
     elif host is not None:
-        out.append((b"X-Forwarded-Host", host))
-    out.append((b"X-Request-ID", _encode(request_id)))
+        out.append(b"X-Forwarded-Host: " + host)
+    out.append(b"X-Request-ID: " + _encode(request_id))
     return out, has_host
 
 
