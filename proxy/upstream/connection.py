@@ -196,7 +196,11 @@ class UpstreamConnection(asyncio.Protocol):
                     )
                 )
             else:
-                self.fail(StaleConnection("reused upstream connection closed before any response"))
+                self.fail(
+                    StaleConnection(
+                        f"reused upstream connection closed before any response: {exc or 'EOF'}"
+                    )
+                )
         else:
             self.fail(NoResponse(f"upstream closed before a response: {exc or 'EOF'}"))
 

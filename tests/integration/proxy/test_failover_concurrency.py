@@ -44,9 +44,18 @@ CHURN_ENV = {
 # What a request may have reached a backend with: the connection broke after it was written.
 MAY_HAVE_BEEN_SEEN = "no response: "
 BUDGET_REFUSED = "retry refused by the retry budget"
-# The one failure a POST may meet: its connection was new, and reset after the backend's kernel
-# acknowledged the request (a reused connection's says "reused upstream connection").
-FRESH_RESET = "upstream closed before a response: [Errno 104]"
+# The only failures a POST may meet: its connection, new or reused, closed or reset after the
+# backend's kernel acknowledged the request. A FIN that acknowledges it means the backend read it
+# (Linux resets, not FINs, a socket closed with data unread): nginx killed between reading a
+# request and answering it. A reset after the acknowledgement may be a request still unread in
+# the buffer of a dying backend, or one it read. Neither can be told from a request the backend
+# acted on, so a POST is not sent again; that is an irreducible race, rare (at most one per run
+# in every measured run), and each stop can cost at most a few.
+ACKNOWLEDGED_THEN_LOST = (
+    "no response: upstream closed before a response: ",
+    "no response: reused upstream connection closed before any response: ",
+)
+MAX_POST_LOSSES_PER_STOP = 2
 
 Result = tuple[str, str, int]  # (method, X-Test-Id, status; 0 when the client saw no answer)
 
@@ -190,11 +199,13 @@ async def test_stopping_a_backend_under_load_loses_no_request_nothing_received(
         assert len(refused) == len(failed_lines) == retries.get("budget_refused", 0), summary
     else:
         # A POST the victim closed or reset before its kernel acknowledged a byte of it went
-        # out again (on a reused connection: proxy.upstream.connection). What is left is a
-        # POST on a fresh connection that the victim's kernel acknowledged and then reset as
-        # it died: maybe read, so not sent again (one in 8 measured runs had one), and the
-        # access line says which it was.
-        assert all(FRESH_RESET in line["error"] for line in failed_lines), summary
+        # out again (proxy.upstream.connection). What is left is a POST whose connection the
+        # victim's kernel acknowledged and then lost as it died: maybe read, so not sent again,
+        # and the access line says which it was.
+        assert all(line["error"].startswith(ACKNOWLEDGED_THEN_LOST) for line in failed_lines), (
+            summary
+        )
+        assert len(failed_lines) <= MAX_POST_LOSSES_PER_STOP * len(STOPS), summary
         assert all(line["retries"] == 0 for line in failed_lines), summary
         assert refused == [] and retries.get("budget_refused", 0) == 0, summary
 
