@@ -96,6 +96,7 @@ class GatewaySync:
 
     Mutable state:
       bound_ports   the internal ports the data plane reported bound (set by the writer)
+      _reported     whether the data plane has reported on its listeners once since start
       _built_ports  the bound ports the last build saw
       _desired      the last result (None: nothing built yet); _state the build it came from
       _seen         every Service the routes name, as the last build saw it (None: absent)
@@ -125,6 +126,7 @@ class GatewaySync:
         self._now = now
         self._port_range = PortRange(*options.port_range)
         self.bound_ports: frozenset[int] = frozenset()
+        self._reported = False
         self._built_ports: frozenset[int] | None = None
         self._desired: GatewayDesired | None = None
         self._state: GatewayState | None = None
@@ -155,7 +157,8 @@ class GatewaySync:
         after each `set_listeners`). Plain def; True if a sync should run again: the ports
         changed (Programmed), or upstreams only the replaced routes used may now go."""
         names = _upstream_names(listeners)
-        changed = ports != self.bound_ports or names != self._applied
+        changed = ports != self.bound_ports or names != self._applied or not self._reported
+        self._reported = True
         self.bound_ports = ports
         if names != self._applied:
             self._applied = names
@@ -165,9 +168,12 @@ class GatewaySync:
     @property
     def pending(self) -> int | None:
         """Status writes and Service changes the last build still found to do (None: nothing
-        built yet); 0 once the cluster shows everything the model wants."""
+        built yet, or statuses still held back until the data plane reports its sockets); 0
+        once the cluster shows everything the model wants."""
         desired = self._desired
-        return None if desired is None else len(desired.statuses) + len(desired.services)
+        if desired is None or not self._reported:
+            return None
+        return len(desired.statuses) + len(desired.services)
 
     def sync(self, changes: Changes | None = None) -> GatewayDesired | None:
         """`update` behind a boundary: a failure of the Gateway side (a bug, a malformed
@@ -210,8 +216,9 @@ class GatewaySync:
                 return self._rebuild()
             # Only our own status writes came back: nothing the model reads has changed;
             # what is still to write is all that moved.
-            desired = dataclasses.replace(desired, statuses=self._status_writes(state))
-            self._desired = desired
+            if self._reported:
+                desired = dataclasses.replace(desired, statuses=self._status_writes(state))
+                self._desired = desired
         services: set[Key] = set()
         for ref in changes.touched:
             key = (ref.namespace, ref.name)
@@ -271,12 +278,17 @@ class GatewaySync:
         self._seen = {key: services.get(key) for key in _referenced(view)}
         # A listener Secret not listed yet is neither there nor missing: until its stream has
         # listed (which wakes the sync again), write no status, or every start would flash
-        # InvalidCertificateRef on HTTPS listeners.
+        # InvalidCertificateRef on HTTPS listeners. Likewise until the data plane has reported
+        # on its listener sockets once (which wakes the sync again): a replica starting next
+        # to one that serves would otherwise write Programmed False for the ports it has not
+        # bound yet, and the other would put it back (tests/integration/controller/
+        # test_gateway_replicas.py caught that flap).
         unlisted = [key for key in state.secrets if not view.secret_listed(*key)]
+        hold = bool(unlisted) or not self._reported
         desired = GatewayDesired(
             listeners=state.listeners,
             upstreams=self._build_upstreams(state),
-            statuses=() if unlisted else self._status_writes(state),
+            statuses=() if hold else self._status_writes(state),
             services=owned_services.changes(
                 state.gateway_services.values(),
                 view.gateway_objects("GatewayService"),

@@ -70,7 +70,12 @@ async def test_two_replicas_converge_and_listener_changes_patch_the_service(
     writes = [replica.gateway_writes for replica in replicas]
     await gw.settle(2.0)
     again = await gw.read(kube_api, "Gateway", "gw", ns)
-    assert again["metadata"]["resourceVersion"] == gateway["metadata"]["resourceVersion"]
+    assert again["metadata"]["resourceVersion"] == gateway["metadata"]["resourceVersion"], (
+        gateway.get("status"),
+        again.get("status"),
+        writes,
+        [replica.gateway_writes for replica in replicas],
+    )
     assert [replica.gateway_writes for replica in replicas] == writes
 
     # A second listener: the one Service gets a second port, in place.

@@ -18,7 +18,7 @@ from controller.gateway import services as owned
 from controller.gateway.state import GatewayService, GatewayServicePort, service_name
 from controller.gateway.status_writer import status_patch
 from controller.gateway_streams import GatewayStreams, RawObject
-from controller.gateway_sync import GatewaySync
+from controller.gateway_sync import GatewayDesired, GatewaySync
 from controller.objects import SliceInfo
 from tests.unit.controller.gateway import builders as b
 
@@ -72,6 +72,17 @@ def fill(cache: Cache) -> None:
     cache.replace_all("EndpointSlice", [web_slice("10.244.0.7")], scope=scope)
 
 
+def reported(sync: GatewaySync) -> GatewayDesired:
+    """What a started replica wants once the data plane has reported its listeners bound:
+    the first build (statuses held), the report, and the sync the report wakes."""
+    first = sync.sync()
+    assert first is not None and first.statuses == ()
+    assert sync.listeners_applied(first.listeners, frozenset(s.port for s in first.listeners))
+    desired = sync.sync(Changes())
+    assert desired is not None
+    return desired
+
+
 def test_nothing_is_built_before_every_gateway_stream_has_listed() -> None:
     cache = Cache(gateway=GatewayStreams(NAMESPACE, "gateway.kubeferry.io/namespace"))
     cache.replace_all("Service", [])
@@ -85,8 +96,7 @@ def test_a_gateway_and_route_give_listener_upstream_service_and_statuses() -> No
     cache = listed_cache()
     fill(cache)
     sync = GatewaySync(cache, OPTIONS, Defaults(), now=lambda: b.NOW)
-    desired = sync.sync()
-    assert desired is not None
+    desired = reported(sync)
 
     [listener] = desired.listeners
     assert listener.name == "gateway/infra/gw/80"
@@ -268,8 +278,8 @@ def test_our_own_status_writes_coming_back_do_not_rebuild() -> None:
     cache = listed_cache()
     fill(cache)
     sync = GatewaySync(cache, OPTIONS, Defaults(), now=lambda: b.NOW)
-    first = sync.sync()
-    assert first is not None and first.statuses
+    first = reported(sync)
+    assert first.statuses
     apply_writes(cache, first.statuses, rv="2")
     echoed = sync.sync(Changes())
     assert echoed is not None and echoed.statuses == () and sync.pending == 1  # the Service
@@ -290,6 +300,32 @@ def test_our_own_status_writes_coming_back_do_not_rebuild() -> None:
     again = sync.sync(Changes())
     assert again is not None and again is not rebuilt
     assert [w.name for w in again.statuses] == ["route"]  # observedGeneration 2
+
+
+def test_no_status_is_written_before_the_data_plane_reports_its_listeners() -> None:
+    # A replica starting next to one that serves: until its own sockets are bound it would
+    # say Programmed False, and the other replica would put it back.
+    cache = listed_cache()
+    fill(cache)
+    sync = GatewaySync(cache, OPTIONS, Defaults(), now=lambda: b.NOW)
+    first = sync.sync()
+    assert first is not None and first.listeners and first.services
+    assert first.statuses == () and sync.pending is None  # not settled: statuses held
+    # Another replica's statuses come back through the watch meanwhile: still nothing.
+    gateway = cache.gateway_objects("Gateway")[(b.INFRA, "gw")]
+    body = copy.deepcopy(dict(gateway.body))
+    body["status"] = {"conditions": [{"type": "Programmed", "status": "True"}]}
+    cache.upsert("Gateway", raw("Gateway", body, rv="2"), scope=WatchScope())
+    held = sync.sync(Changes())
+    assert held is not None and held.statuses == ()
+
+    assert sync.listeners_applied(first.listeners, frozenset({first.listeners[0].port}))
+    desired = sync.sync(Changes())
+    assert desired is not None and sync.pending == len(desired.statuses) + len(desired.services)
+    [gateway_write] = [w for w in desired.statuses if w.kind == "Gateway"]
+    [listener] = gateway_write.patch["listeners"]
+    conditions = {c["type"]: c["status"] for c in listener["conditions"]}
+    assert conditions["Programmed"] == "True"  # its socket is bound: never a False first
 
 
 def test_an_upstream_the_new_routes_drop_stays_until_the_data_plane_has_them() -> None:
@@ -325,8 +361,7 @@ def test_another_controllers_status_writes_do_not_rebuild() -> None:
     theirs = b.route("theirs", parents=[b.parent("their-gw")], hostnames=["x.test"])
     cache.upsert("HTTPRoute", raw("HTTPRoute", theirs), scope=WatchScope())
     sync = GatewaySync(cache, OPTIONS, Defaults(), now=lambda: b.NOW)
-    first = sync.sync()
-    assert first is not None
+    first = reported(sync)
 
     other = {"controllerName": "example.com/other", "parentRef": {"name": "their-gw"}}
     theirs["status"] = {"parents": [other]}
