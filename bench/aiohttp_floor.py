@@ -1,11 +1,13 @@
 """`python -m bench.aiohttp_floor --port N`: aiohttp's low-level server on uvloop answering
-every request with the backends' small fixed body, proxying nothing.
+every request with the backends' small fixed answer, proxying nothing.
 
 It is the proxy section's reference row, not a load balancer: the same server kubeferry uses
 (`aiohttp.web.Server`, see proxy/protocol.py and proxy/app.py), on the same interpreter, with
-aiohttp's access log off, doing no work of its own. Its requests/s is the ceiling any
-aiohttp-served proxy reaches on the machine; what kubeferry loses below it is kubeferry's own
-per-request work. Stops on SIGTERM or SIGINT.
+aiohttp's access log off, answering the way kubeferry's fast path does (the whole answer in
+one `transport.write`, then `proxy.relay.SentResponse`, so aiohttp builds no response head)
+and doing no work of its own. Its CPU per request is what aiohttp's server costs kubeferry on
+every request before anything is proxied; what kubeferry spends above it is the upstream
+round trip and kubeferry's own work. Stops on SIGTERM or SIGINT.
 """
 
 from __future__ import annotations
@@ -19,12 +21,22 @@ from collections.abc import Sequence
 import uvloop
 from aiohttp import web
 
-# What backend 1 of bench.backends sends (nginx `return 200 "..."`, text/plain).
+from proxy.relay import SentResponse
+
+# What backend 1 of bench.backends sends (nginx `return 200 "..."`, text/plain), whole.
 BODY = b"hello from backend 1\n"
+ANSWER = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+    + f"Content-Length: {len(BODY)}\r\n\r\n".encode()
+    + BODY
+)
 
 
-async def answer(request: web.BaseRequest) -> web.Response:
-    return web.Response(body=BODY, content_type="text/plain")
+async def answer(request: web.BaseRequest) -> web.StreamResponse:
+    transport = request.transport
+    assert transport is not None
+    transport.write(ANSWER)
+    return SentResponse(200, keep_alive=request.keep_alive)
 
 
 async def serve(host: str, port: int) -> None:
