@@ -1,14 +1,16 @@
-"""`python -m bench.bare_proxy --port N --backend PORT ...`: the least an aiohttp-served proxy
-does, built from kubeferry's own parts, as the proxy section's second reference row.
+"""`python -m bench.bare_proxy --port N --backend PORT ... [--client kubeferry|minimal]`: the
+least an aiohttp-served proxy does, as the proxy section's reference rows.
 
 aiohttp's low-level server (as kubeferry uses it, access log off) on uvloop; per request a
-round-robin backend, kubeferry's upstream client (proxy.upstream: pooled keep-alive
-connections, httptools), the client's request line and raw header bytes passed on unchanged,
-the answer written to the client in one write as kubeferry's fast path does
-(proxy.relay.SentResponse). Nothing else: no access log, metrics, request ids, header rules,
-routing, health checks or failover. What kubeferry spends above this row is its features;
-what this row spends above bench/aiohttp_floor.py is the upstream round trip. Stops on SIGTERM
-or SIGINT.
+round-robin backend, an upstream client, the client's request line and raw header bytes
+passed on unchanged, the answer written to the client in one write as kubeferry's fast path
+does (proxy.relay.SentResponse). Nothing else: no access log, metrics, request ids, header
+rules, routing, health checks or failover. The upstream client is kubeferry's own
+(`--client kubeferry`, proxy.upstream: pooled keep-alive connections, httptools) or
+bench.minimal_upstream (`--client minimal`: a protocol, httptools and a future, about the
+least an asyncio client can do). What kubeferry spends above the first is its features; the
+second is about the least any proxy served by aiohttp's server can spend, since aiohttp's
+handler must wait for the upstream's answer in a coroutine. Stops on SIGTERM or SIGINT.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import uvloop
 from aiohttp import web
 
 from bench.aiohttp_floor import serve_until_signalled
+from bench.minimal_upstream import MinimalPool
 from proxy.model import Endpoint
 from proxy.relay import SentResponse
 from proxy.upstream import UpstreamClient
@@ -62,6 +65,44 @@ def handler(client: UpstreamClient, backends: Sequence[Endpoint]) -> Handler:
     return forward
 
 
+def minimal_handler(pool: MinimalPool, backend_ports: Sequence[int]) -> Handler:
+    turn = itertools.cycle(backend_ports)
+
+    async def forward(request: web.BaseRequest) -> web.StreamResponse:
+        head = b"".join(
+            [
+                f"{request.method} {request.raw_path} HTTP/1.1\r\n".encode(),
+                *(name + b": " + value + b"\r\n" for name, value in request.raw_headers),
+                b"\r\n",
+            ]
+        )
+        port = next(turn)
+        conn = await pool.take(port)
+        await conn.exchange(head)
+        pool.give_back(port, conn)
+        fields = b"".join(
+            name + b": " + value + b"\r\n"
+            for name, value in conn.headers
+            if name.lower() not in (b"connection", b"keep-alive")
+        )
+        status = f"HTTP/1.1 {conn.status} ".encode() + conn.reason + b"\r\n"
+        transport = request.transport
+        assert transport is not None
+        transport.write(status + fields + b"\r\n" + b"".join(conn.body))
+        return SentResponse(conn.status, keep_alive=request.keep_alive)
+
+    return forward
+
+
+async def serve_minimal(host: str, port: int, backend_ports: Sequence[int]) -> None:
+    pool = MinimalPool()
+    server = web.Server(minimal_handler(pool, backend_ports), access_log=None)
+    try:
+        await serve_until_signalled(server, host, port, "bare proxy (minimal client)")
+    finally:
+        pool.close()
+
+
 async def serve(host: str, port: int, backend_ports: Sequence[int]) -> None:
     client = UpstreamClient(
         connect_timeout_seconds=5.0, idle_timeout_seconds=30.0, keepalive_seconds=60.0
@@ -79,11 +120,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--backend", type=int, action="append", required=True, help="a port")
     parser.add_argument("--host", default="127.0.0.1", help="loopback only")
+    parser.add_argument("--client", choices=("kubeferry", "minimal"), default="kubeferry")
     args = parser.parse_args(argv)
     if not args.host.startswith("127.") and args.host != "::1":
         parser.error("the benchmark listens on loopback only")
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(serve(args.host, args.port, args.backend))
+        run = serve if args.client == "kubeferry" else serve_minimal
+        runner.run(run(args.host, args.port, args.backend))
     return 0
 
 

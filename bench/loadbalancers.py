@@ -47,6 +47,7 @@ NGINX = "nginx"
 KUBEFERRY_ACCESS = "kubeferry + JSON access log"
 FRAMEWORK_FLOOR = "reference: aiohttp low-level server, fixed answer (no proxying)"
 BARE_PROXY = "reference: bare proxy, aiohttp server + kubeferry's upstream client, no features"
+LEANEST = "reference: leanest aiohttp-served proxy, minimal upstream client, no features"
 # A run with more failed requests than this share is not a result.
 MAX_ERROR_SHARE = 0.01
 
@@ -68,12 +69,16 @@ def contenders(options: Options) -> list[tuple[str, Factory]]:
     def bare(workdir: Path, port: int, backends: list[int]) -> Launch:
         return bare_proxy(workdir, port, backends, kubeferry=options.kubeferry)
 
+    def leanest(workdir: Path, port: int, backends: list[int]) -> Launch:
+        return bare_proxy(workdir, port, backends, kubeferry=options.kubeferry, client="minimal")
+
     return [
         (NGINX, nginx_lb),
         ("haproxy", haproxy_lb),
         ("kubeferry (access log off)", kubeferry(False)),
         (KUBEFERRY_ACCESS, kubeferry(True)),
         (BARE_PROXY, bare),
+        (LEANEST, leanest),
         (FRAMEWORK_FLOOR, framework_floor),
     ]
 
@@ -296,6 +301,21 @@ def framework_notes(rows: list[Row]) -> list[str]:
                 f": {format_seconds(bare.cpu_per_request_seconds)} of CPU per request, against "
                 f"the {format_seconds(budget)} that 0.5x nginx's requests/s allows (twice "
                 f"nginx's {format_seconds(nginx.cpu_per_request_seconds)})"
+            )
+        notes.append(text + ".")
+    leanest = by_name.get(LEANEST)
+    if leanest is not None:
+        text = (
+            f"{LEANEST}: a reference too (bench/bare_proxy.py --client minimal): the bare proxy "
+            "with bench.minimal_upstream (a protocol, httptools and a future per exchange) in "
+            "place of kubeferry's upstream client; about the least any proxy served by "
+            "aiohttp's server spends per request, with no feature at all"
+        )
+        if leanest.cpu_per_request_seconds and nginx is not None and nginx.cpu_per_request_seconds:
+            budget = 2 * nginx.cpu_per_request_seconds
+            text += (
+                f": {format_seconds(leanest.cpu_per_request_seconds)} of CPU per request "
+                f"against the {format_seconds(budget)} budget of 0.5x nginx"
             )
         notes.append(text + ".")
     return notes

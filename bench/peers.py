@@ -115,17 +115,20 @@ def aiohttp_floor(workdir: Path, port: int, backends: list[int], *, kubeferry: P
     return Launch(argv, port, env=env, log_path=workdir / "aiohttp-floor.stderr")
 
 
-def bare_proxy(workdir: Path, port: int, backends: list[int], *, kubeferry: Path) -> Launch:
-    """bench/bare_proxy.py on kubeferry's interpreter, over the same backends."""
+def bare_proxy(
+    workdir: Path, port: int, backends: list[int], *, kubeferry: Path, client: str = "kubeferry"
+) -> Launch:
+    """bench/bare_proxy.py on kubeferry's interpreter, over the same backends, with
+    kubeferry's upstream client or the minimal one (bench.minimal_upstream)."""
     python = interpreter_of(kubeferry)
     if python is None:
         return Launch([f"(no Python interpreter found in {kubeferry}'s #! line)"], port)
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_CHECKOUT), env.get("PYTHONPATH", "")) if p)
-    argv = [str(python), "-m", "bench.bare_proxy", "--port", str(port)]
+    argv = [str(python), "-m", "bench.bare_proxy", "--port", str(port), "--client", client]
     for backend in backends:
         argv += ["--backend", str(backend)]
-    return Launch(argv, port, env=env, log_path=workdir / "bare-proxy.stderr")
+    return Launch(argv, port, env=env, log_path=workdir / f"bare-proxy-{client}.stderr")
 
 
 LaunchFactory = Callable[[Path, int, list[int]], Launch]

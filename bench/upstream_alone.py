@@ -8,8 +8,8 @@ server in front. `--tasks` coroutines share one uvloop and send keep-alive GETs 
 
 - `kubeferry`: proxy.upstream.UpstreamClient (pooled connections, the per-exchange state,
   the watchdog, the `poll()` that checks a reused connection was not closed);
-- `minimal`: one asyncio.Protocol per connection feeding httptools, a future per request,
-  nothing else: about the least an asyncio HTTP/1.1 client can spend.
+- `minimal`: bench.minimal_upstream, one asyncio.Protocol per connection feeding httptools,
+  a future per request, nothing else: about the least an asyncio HTTP/1.1 client can spend.
 
 CPU per request is this process's user plus system time (getrusage) over the requests. The
 backend (nginx, `bench.backends`) runs pinned to another CPU than this process when the
@@ -30,10 +30,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import httptools
 import uvloop
 
 from bench.backends import start_backends
+from bench.minimal_upstream import MinimalPool
 from bench.processes import ProcessGroup
 from proxy.model import Endpoint
 from proxy.upstream import UpstreamClient
@@ -86,44 +86,16 @@ def kubeferry_worker(client: UpstreamClient, port: int) -> Worker:
     return work
 
 
-class _MinimalConnection(asyncio.Protocol):
-    """One keep-alive connection: httptools parses, a future per request says it ended."""
-
-    def __init__(self) -> None:
-        self.parser = httptools.HttpResponseParser(self)
-        self.transport: asyncio.Transport | None = None
-        self.answered: asyncio.Future[int] | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def data_received(self, data: bytes) -> None:
-        self.parser.feed_data(data)
-
-    def on_message_complete(self) -> None:
-        if self.answered is not None and not self.answered.done():
-            self.answered.set_result(self.parser.get_status_code())
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self.answered is not None and not self.answered.done():
-            self.answered.set_exception(ConnectionError(f"backend closed: {exc}"))
-
-
-def minimal_worker(port: int) -> Worker:
+def minimal_worker(pool: MinimalPool, port: int) -> Worker:
     async def work(more: Callable[[], bool]) -> int:
-        loop = asyncio.get_running_loop()
-        transport, conn = await loop.create_connection(_MinimalConnection, "127.0.0.1", port)
         done = 0
-        try:
-            while more():
-                conn.answered = loop.create_future()
-                transport.write(HEAD)
-                status = await conn.answered
-                if status != 200:
-                    raise RuntimeError(f"backend answered {status}")
-                done += 1
-        finally:
-            transport.close()
+        while more():
+            conn = await pool.take(port)
+            await conn.exchange(HEAD)
+            if conn.status != 200:
+                raise RuntimeError(f"backend answered {conn.status}")
+            pool.give_back(port, conn)
+            done += 1
         return done
 
     return work
@@ -133,7 +105,10 @@ async def measure(client: str, port: int, *, requests: int, tasks: int, seconds:
     upstream = UpstreamClient(
         connect_timeout_seconds=5.0, idle_timeout_seconds=30.0, keepalive_seconds=60.0
     )
-    work = kubeferry_worker(upstream, port) if client == "kubeferry" else minimal_worker(port)
+    minimal = MinimalPool()
+    work = (
+        kubeferry_worker(upstream, port) if client == "kubeferry" else minimal_worker(minimal, port)
+    )
     claimed = 0
     deadline = time.monotonic() + seconds
 
@@ -149,6 +124,7 @@ async def measure(client: str, port: int, *, requests: int, tasks: int, seconds:
         answered = sum(await asyncio.gather(*(work(more) for _ in range(tasks))))
     finally:
         await upstream.close()
+        minimal.close()
     after, ended = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
     return Measured(
         client,

@@ -11,6 +11,7 @@ from bench.loadbalancers import (
     BARE_PROXY,
     FRAMEWORK_FLOOR,
     KUBEFERRY_ACCESS,
+    LEANEST,
     framework_notes,
     summarize,
 )
@@ -129,3 +130,14 @@ def test_the_bare_proxy_reference_is_held_against_half_of_nginx() -> None:
         "50 µs of CPU per request, against the 40 µs that 0.5x nginx's requests/s allows "
         "(twice nginx's 20 µs)."
     )
+
+
+def test_the_leanest_proxy_reference_is_held_against_half_of_nginx_too() -> None:
+    rows = [
+        Row("nginx", dataclasses.replace(result(40000.0), server_cpu_seconds=8.0)),  # 20 us
+        Row(LEANEST, dataclasses.replace(result(20000.0), server_cpu_seconds=9.0)),  # 45 us
+        Row(FRAMEWORK_FLOOR, result(20000.0)),
+    ]
+    [note] = [note for note in framework_notes(rows) if note.startswith(LEANEST)]
+    assert note.endswith("45 µs of CPU per request against the 40 µs budget of 0.5x nginx.")
+    assert framework_notes([Row(LEANEST, problem="failed")]) == []
