@@ -45,16 +45,6 @@ os.register_at_fork(after_in_child=lambda: _ids.seed(os.urandom(32)))
 _MAX_REQUEST_ID = 128
 
 
-def connection_tokens(headers: MultiMapping[str]) -> frozenset[str]:
-    """Lower-cased field names listed in `Connection` headers (they are hop-by-hop too)."""
-    values = headers.getall("Connection", ())
-    if not values:
-        return frozenset()
-    return frozenset(
-        token.strip().lower() for value in values for token in value.split(",") if token.strip()
-    )
-
-
 def request_id_for(headers: MultiMapping[str]) -> str:
     """The client's `X-Request-ID` if it is sane, else a new random one."""
     given = headers.get(REQUEST_ID)
@@ -76,31 +66,6 @@ def upstream_request_headers(
     lines, _ = _forwarded_raw(raw, client_ip=client_ip, scheme=scheme, request_id=request_id)
     fields = (line.split(b": ", 1) for line in lines)
     return CIMultiDict((_decode(name), _decode(value)) for name, value in fields)
-
-
-def upstream_request_head(
-    method: str,
-    target: str,
-    headers: MultiMapping[str],
-    *,
-    client_ip: str,
-    scheme: str,
-    request_id: str,
-    default_host: str,
-    chunked: bool,
-) -> bytes:
-    """`upstream_request_head_raw` for decoded headers (encoded back byte for byte)."""
-    raw = [(_encode(name), _encode(value)) for name, value in headers.items()]
-    return upstream_request_head_raw(
-        method,
-        target,
-        raw,
-        client_ip=client_ip,
-        scheme=scheme,
-        request_id=request_id,
-        default_host=default_host,
-        chunked=chunked,
-    )
 
 
 def upstream_request_head_raw(
@@ -158,7 +123,7 @@ def _forwarded_raw(
     `X-Request-ID` added; and whether the client sent a Host. The one place these rules
     live, for the request head and for the WebSocket client's multidict. Lines rather than
     pairs: the request head, built per request, joins them as they are."""
-    tokens = _raw_connection_tokens(raw)
+    tokens = connection_tokens(raw)
     drop = _HOP_BY_HOP_BYTES | tokens if tokens else _HOP_BY_HOP_BYTES
     out: list[bytes] = []
     forwarded_for: bytes | None = None
@@ -197,8 +162,9 @@ def _encode(text: str) -> bytes:
     return text.encode("utf-8", "surrogateescape")
 
 
-def _raw_connection_tokens(raw: Sequence[tuple[bytes, bytes]]) -> frozenset[bytes]:
-    """Lower-cased field names the `Connection` fields list (raw bytes)."""
+def connection_tokens(raw: Sequence[tuple[bytes, bytes]]) -> frozenset[bytes]:
+    """Lower-cased field names listed in `Connection` fields (they are hop-by-hop too), from
+    raw (name, value) byte pairs."""
     tokens = [
         token.strip().lower()
         for name, value in raw

@@ -11,7 +11,7 @@ from proxy.headers import (
     downstream_head_from_raw,
     downstream_headers_from_raw,
     request_id_for,
-    upstream_request_head,
+    upstream_request_head_raw,
     upstream_request_headers,
 )
 
@@ -20,15 +20,23 @@ def _h(*pairs: tuple[str, str]) -> CIMultiDictProxy[str]:
     return CIMultiDictProxy(CIMultiDict(pairs))
 
 
+def _raw(headers: CIMultiDictProxy[str]) -> list[tuple[bytes, bytes]]:
+    # As aiohttp hands them over (raw_headers): the head's bytes, decoded with surrogateescape.
+    def encode(text: str) -> bytes:
+        return text.encode("utf-8", "surrogateescape")
+
+    return [(encode(name), encode(value)) for name, value in headers.items()]
+
+
 def _up(headers: CIMultiDictProxy[str]) -> CIMultiDict[str]:
     return upstream_request_headers(headers, client_ip="10.0.0.9", scheme="http", request_id="rid")
 
 
 def _head(headers: CIMultiDictProxy[str]) -> bytes:
-    return upstream_request_head(
+    return upstream_request_head_raw(
         "GET",
         "/",
-        headers,
+        _raw(headers),
         client_ip="10.0.0.9",
         scheme="http",
         request_id="rid",
