@@ -57,7 +57,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from itertools import chain
 from operator import attrgetter
-from typing import Literal
+from typing import ClassVar, Literal
 from urllib.parse import parse_qsl
 
 from multidict import CIMultiDict, CIMultiDictProxy, MultiMapping
@@ -115,13 +115,14 @@ class _ValueMatch:
     """A named request value that must be present with `value` (exact) or match it (regex,
     the whole value)."""
 
+    what: ClassVar[str]  # how errors name it
     name: str
     value: str
     kind: MatchKind = "exact"
     pattern: re.Pattern[str] | None = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        what = "header match" if isinstance(self, HeaderMatch) else "query match"
+        what = self.what
         if not self.name:
             raise ValueError(f"{what}: empty name")
         object.__setattr__(self, "pattern", _compile(self.kind, self.value, what))
@@ -138,10 +139,14 @@ class _ValueMatch:
 class HeaderMatch(_ValueMatch):
     """A request header (names case-insensitive)."""
 
+    what = "header match"
+
 
 @dataclass(frozen=True, slots=True)
 class QueryMatch(_ValueMatch):
     """A query parameter (names case-sensitive)."""
+
+    what = "query match"
 
 
 _PATH_RANK = {"exact": 2, "prefix": 1, "regex": 0}
@@ -421,9 +426,8 @@ class RouteTable:
         query: str = "",
     ) -> Route | None:
         """The route for a request: its Host header, path (without query), method, headers
-        and raw query string."""
-        if self.catch_all is not None:
-            return self.catch_all  # nothing more specific exists: skip host parsing
+        and raw query string. A table with a `catch_all` returns it from the host-less
+        routes it heads (the handler reads `catch_all` itself and does not call this)."""
         exact = self._exact
         wild = self._wild
         if exact or wild:
