@@ -95,8 +95,8 @@ class GatewaySync:
     """Builds the Gateway state from the cache (plain defs only).
 
     Mutable state:
-      bound_ports   the internal ports the data plane reported bound (set by the writer)
-      _reported     whether the data plane has reported on its listeners once since start
+      bound_ports   the internal ports the data plane reported bound (set by the writer;
+                    None until its first report)
       _built_ports  the bound ports the last build saw
       _desired      the last result (None: nothing built yet); _state the build it came from
       _seen         every Service the routes name, as the last build saw it (None: absent)
@@ -125,8 +125,7 @@ class GatewaySync:
         self._defaults = defaults
         self._now = now
         self._port_range = PortRange(*options.port_range)
-        self.bound_ports: frozenset[int] = frozenset()
-        self._reported = False
+        self.bound_ports: frozenset[int] | None = None
         self._built_ports: frozenset[int] | None = None
         self._desired: GatewayDesired | None = None
         self._state: GatewayState | None = None
@@ -157,8 +156,7 @@ class GatewaySync:
         after each `set_listeners`). Plain def; True if a sync should run again: the ports
         changed (Programmed), or upstreams only the replaced routes used may now go."""
         names = _upstream_names(listeners)
-        changed = ports != self.bound_ports or names != self._applied or not self._reported
-        self._reported = True
+        changed = ports != self.bound_ports or names != self._applied
         self.bound_ports = ports
         if names != self._applied:
             self._applied = names
@@ -168,12 +166,26 @@ class GatewaySync:
     @property
     def pending(self) -> int | None:
         """Status writes and Service changes the last build still found to do (None: nothing
-        built yet, or statuses still held back until the data plane reports its sockets); 0
-        once the cluster shows everything the model wants."""
-        desired = self._desired
-        if desired is None or not self._reported:
+        built yet, or statuses held back: `_held`); 0 once the cluster shows everything the
+        model wants."""
+        desired, state = self._desired, self._state
+        if desired is None or state is None or self._held(state):
             return None
         return len(desired.statuses) + len(desired.services)
+
+    def _held(self, state: GatewayState) -> bool:
+        """Whether no status may be written yet, though the state is built:
+        - a listener Secret not listed yet is neither there nor missing; until its stream has
+          listed (which wakes the sync again), every start would flash InvalidCertificateRef
+          on HTTPS listeners;
+        - until the data plane has reported on its listener sockets once (which wakes the
+          sync again), a replica starting next to one that serves would write Programmed
+          False for the ports it has not bound yet, and then True (tests/integration/
+          controller/test_gateway_replicas.py caught that flap)."""
+        if self.bound_ports is None:
+            return True
+        listed = self._view.secret_listed
+        return not all(listed(*key) for key in state.secrets)
 
     def sync(self, changes: Changes | None = None) -> GatewayDesired | None:
         """`update` behind a boundary: a failure of the Gateway side (a bug, a malformed
@@ -211,14 +223,8 @@ class GatewaySync:
             or self.bound_ports != self._built_ports
         ):
             return self._rebuild()
-        if changed:
-            if changed.everything or not self._echoes(changed.touched, state):
-                return self._rebuild()
-            # Only our own status writes came back: nothing the model reads has changed;
-            # what is still to write is all that moved.
-            if self._reported:
-                desired = dataclasses.replace(desired, statuses=self._status_writes(state))
-                self._desired = desired
+        if changed and (changed.everything or not self._echoes(changed.touched, state)):
+            return self._rebuild()
         services: set[Key] = set()
         for ref in changes.touched:
             key = (ref.namespace, ref.name)
@@ -226,13 +232,18 @@ class GatewaySync:
                 return self._rebuild()
             if ref.kind == "Service" and key in self._seen:
                 services.add(key)
-        if not services and not self._applied_changed:
-            return desired
-        current = view.services()
-        if any(current.get(key) is not self._seen[key] for key in services):
-            return self._rebuild()  # a Service itself changed (appeared, went, ports)
-        self._desired = dataclasses.replace(desired, upstreams=self._build_upstreams(state))
-        return self._desired
+        if services:
+            current = view.services()
+            if any(current.get(key) is not self._seen[key] for key in services):
+                return self._rebuild()  # a Service itself changed (appeared, went, ports)
+        if changed and not self._held(state):
+            # Only status writes came back (ours, or another controller's): nothing the model
+            # reads has changed; what is still to write is all that moved.
+            desired = dataclasses.replace(desired, statuses=self._status_writes(state))
+        if services or self._applied_changed:
+            desired = dataclasses.replace(desired, upstreams=self._build_upstreams(state))
+        self._desired = desired
+        return desired
 
     def _echoes(self, touched: Iterable[tuple[str, Key]], state: GatewayState) -> bool:
         """Whether every changed object differs from what the last build read only in a
@@ -276,19 +287,10 @@ class GatewaySync:
         self._secrets = state.secrets
         services = view.services()
         self._seen = {key: services.get(key) for key in _referenced(view)}
-        # A listener Secret not listed yet is neither there nor missing: until its stream has
-        # listed (which wakes the sync again), write no status, or every start would flash
-        # InvalidCertificateRef on HTTPS listeners. Likewise until the data plane has reported
-        # on its listener sockets once (which wakes the sync again): a replica starting next
-        # to one that serves would otherwise write Programmed False for the ports it has not
-        # bound yet, and the other would put it back (tests/integration/controller/
-        # test_gateway_replicas.py caught that flap).
-        unlisted = [key for key in state.secrets if not view.secret_listed(*key)]
-        hold = bool(unlisted) or not self._reported
         desired = GatewayDesired(
             listeners=state.listeners,
             upstreams=self._build_upstreams(state),
-            statuses=() if hold else self._status_writes(state),
+            statuses=() if self._held(state) else self._status_writes(state),
             services=owned_services.changes(
                 state.gateway_services.values(),
                 view.gateway_objects("GatewayService"),
@@ -328,7 +330,7 @@ class GatewaySync:
             addresses=MappingProxyType(
                 owned_services.addresses(objects("GatewayService").values())
             ),
-            bound_ports=self.bound_ports,
+            bound_ports=self.bound_ports or frozenset(),
             port_range=self._port_range,
             now=self._now(),
         )

@@ -328,6 +328,21 @@ def test_no_status_is_written_before_the_data_plane_reports_its_listeners() -> N
     assert conditions["Programmed"] == "True"  # its socket is bound: never a False first
 
 
+def test_a_report_of_no_sockets_lifts_the_hold_too() -> None:
+    # Nothing to serve (a GatewayClass, no Gateway yet): the data plane reports no port
+    # bound, which is the port set the first build assumed; the statuses still come.
+    cache = listed_cache()
+    cache.replace_all("GatewayClass", [raw("GatewayClass", b.gateway_class())], scope=WatchScope())
+    sync = GatewaySync(cache, OPTIONS, Defaults(), now=lambda: b.NOW)
+    first = sync.sync()
+    assert first is not None and first.listeners == () and first.statuses == ()
+    assert sync.listeners_applied(first.listeners, frozenset())
+    desired = sync.sync(Changes())
+    assert desired is not None
+    assert [(w.kind, w.name) for w in desired.statuses] == [("GatewayClass", b.CLASS)]
+    assert sync.pending == 1
+
+
 def test_an_upstream_the_new_routes_drop_stays_until_the_data_plane_has_them() -> None:
     cache = listed_cache()
     fill(cache)
