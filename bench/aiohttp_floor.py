@@ -21,10 +21,11 @@ from collections.abc import Sequence
 import uvloop
 from aiohttp import web
 
+from bench.backends import body
 from proxy.relay import SentResponse
 
 # What backend 1 of bench.backends sends (nginx `return 200 "..."`, text/plain), whole.
-BODY = b"hello from backend 1\n"
+BODY = body(1)
 ANSWER = (
     b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
     + f"Content-Length: {len(BODY)}\r\n\r\n".encode()

@@ -15,6 +15,11 @@ from bench.processes import ProcessGroup, free_port, wait_http_ok
 BODY = "hello from backend {n}\\n"
 
 
+def body(n: int) -> bytes:
+    """What backend `n` answers, as the client receives it (BODY is nginx config text)."""
+    return BODY.format(n=n).replace("\\n", "\n").encode()
+
+
 def nginx_preamble(workdir: Path, name: str) -> str:
     """Top of an nginx config that keeps every file nginx writes inside `workdir`."""
     return f"""

@@ -33,34 +33,48 @@ from proxy.upstream import UpstreamClient
 Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
 
 
+def request_head(request: web.BaseRequest) -> bytes:
+    """The client's request line and raw header bytes, passed on unchanged."""
+    return b"".join(
+        [
+            f"{request.method} {request.raw_path} HTTP/1.1\r\n".encode(),
+            *(name + b": " + value + b"\r\n" for name, value in request.raw_headers),
+            b"\r\n",
+        ]
+    )
+
+
+def answer_client(
+    request: web.BaseRequest,
+    status: int,
+    reason: bytes,
+    headers: Sequence[tuple[bytes, bytes]],
+    body: bytes,
+) -> web.StreamResponse:
+    """The upstream's answer to the client in one write, its hop-by-hop fields left out."""
+    fields = b"".join(
+        name + b": " + value + b"\r\n"
+        for name, value in headers
+        if name.lower() not in (b"connection", b"keep-alive")
+    )
+    transport = request.transport
+    assert transport is not None
+    transport.write(b"HTTP/1.1 %d %s\r\n" % (status, reason) + fields + b"\r\n" + body)
+    return SentResponse(status, keep_alive=request.keep_alive)
+
+
 def handler(client: UpstreamClient, backends: Sequence[Endpoint]) -> Handler:
     turn = itertools.cycle(backends)
 
     async def forward(request: web.BaseRequest) -> web.StreamResponse:
-        head = b"".join(
-            [
-                f"{request.method} {request.raw_path} HTTP/1.1\r\n".encode(),
-                *(name + b": " + value + b"\r\n" for name, value in request.raw_headers),
-                b"\r\n",
-            ]
-        )
-        answer = await client.send(next(turn), head)
+        answer = await client.send(next(turn), request_head(request))
         parts = [answer.take()]
         while not answer.done:
             await answer.wait()
             parts.append(answer.take())
         answer.release()
         body = b"".join(parts)
-        fields = b"".join(
-            name + b": " + value + b"\r\n"
-            for name, value in answer.headers
-            if name.lower() not in (b"connection", b"keep-alive")
-        )
-        status = f"HTTP/1.1 {answer.status} ".encode() + answer.reason_bytes + b"\r\n"
-        transport = request.transport
-        assert transport is not None
-        transport.write(status + fields + b"\r\n" + body)
-        return SentResponse(answer.status, keep_alive=request.keep_alive)
+        return answer_client(request, answer.status, answer.reason_bytes, answer.headers, body)
 
     return forward
 
@@ -69,27 +83,12 @@ def minimal_handler(pool: MinimalPool, backend_ports: Sequence[int]) -> Handler:
     turn = itertools.cycle(backend_ports)
 
     async def forward(request: web.BaseRequest) -> web.StreamResponse:
-        head = b"".join(
-            [
-                f"{request.method} {request.raw_path} HTTP/1.1\r\n".encode(),
-                *(name + b": " + value + b"\r\n" for name, value in request.raw_headers),
-                b"\r\n",
-            ]
-        )
         port = next(turn)
         conn = await pool.take(port)
-        await conn.exchange(head)
+        await conn.exchange(request_head(request))
         pool.give_back(port, conn)
-        fields = b"".join(
-            name + b": " + value + b"\r\n"
-            for name, value in conn.headers
-            if name.lower() not in (b"connection", b"keep-alive")
-        )
-        status = f"HTTP/1.1 {conn.status} ".encode() + conn.reason + b"\r\n"
-        transport = request.transport
-        assert transport is not None
-        transport.write(status + fields + b"\r\n" + b"".join(conn.body))
-        return SentResponse(conn.status, keep_alive=request.keep_alive)
+        body = b"".join(conn.body)
+        return answer_client(request, conn.status, conn.reason, conn.headers, body)
 
     return forward
 
@@ -103,10 +102,16 @@ async def serve_minimal(host: str, port: int, backend_ports: Sequence[int]) -> N
         pool.close()
 
 
-async def serve(host: str, port: int, backend_ports: Sequence[int]) -> None:
-    client = UpstreamClient(
+def kubeferry_client() -> UpstreamClient:
+    """kubeferry's upstream client as the bench's reference rows use it (loopback backends:
+    generous timeouts, keep-alive for the whole run)."""
+    return UpstreamClient(
         connect_timeout_seconds=5.0, idle_timeout_seconds=30.0, keepalive_seconds=60.0
     )
+
+
+async def serve(host: str, port: int, backend_ports: Sequence[int]) -> None:
+    client = kubeferry_client()
     backends = [Endpoint("127.0.0.1", p) for p in backend_ports]
     server = web.Server(handler(client, backends), access_log=None)
     try:

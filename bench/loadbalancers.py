@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.backends import start_backends
+from bench.backends import body, start_backends
 from bench.options import Options
 from bench.peers import Launch, aiohttp_floor, bare_proxy, haproxy_lb, kubeferry_lb, nginx_lb
 from bench.processes import (
@@ -258,6 +258,15 @@ def describe_access_log(path: Path, measured_requests: int) -> str:
     )
 
 
+def _half_nginx_budget(result: WrkResult, nginx: WrkResult | None) -> float | None:
+    """The CPU per request that 0.5x nginx's requests/s allows, when both rows measured it:
+    one worker saturated, requests/s is the inverse of CPU per request, so half of nginx's
+    requests/s allows twice its CPU per request."""
+    if not result.cpu_per_request_seconds or nginx is None or not nginx.cpu_per_request_seconds:
+        return None
+    return 2 * nginx.cpu_per_request_seconds
+
+
 def framework_notes(rows: list[Row]) -> list[str]:
     """What the reference row says: it is no load balancer, and how close kubeferry gets."""
     by_name = {row.name: row.result for row in rows if row.result is not None}
@@ -267,8 +276,8 @@ def framework_notes(rows: list[Row]) -> list[str]:
     notes = [
         f"{FRAMEWORK_FLOOR}: a reference, not a load balancer (it does not count for the "
         "floor): bench/aiohttp_floor.py, aiohttp.web.Server on uvloop with access_log=None on "
-        "kubeferry's interpreter, answering every request with the backends' 21-byte body in "
-        "one write, as kubeferry's fast path answers (no aiohttp response head). Its "
+        f"kubeferry's interpreter, answering every request with the backends' {len(body(1))}-byte "
+        "body in one write, as kubeferry's fast path answers (no aiohttp response head). Its "
         "requests/s is the ceiling of any aiohttp-served proxy on this machine."
     ]
     ours = by_name.get(KUBEFERRY_ACCESS)
@@ -293,10 +302,8 @@ def framework_notes(rows: list[Row]) -> list[str]:
             "write, and nothing else (no log, metrics, request id, header rules, routing, "
             "failover). The least an aiohttp-served proxy spends per request"
         )
-        if bare.cpu_per_request_seconds and nginx is not None and nginx.cpu_per_request_seconds:
-            # One worker saturated: requests/s is the inverse of CPU per request, so half of
-            # nginx's requests/s allows twice its CPU per request.
-            budget = 2 * nginx.cpu_per_request_seconds
+        budget = _half_nginx_budget(bare, nginx)
+        if budget is not None and nginx is not None:
             text += (
                 f": {format_seconds(bare.cpu_per_request_seconds)} of CPU per request, against "
                 f"the {format_seconds(budget)} that 0.5x nginx's requests/s allows (twice "
@@ -311,8 +318,8 @@ def framework_notes(rows: list[Row]) -> list[str]:
             "place of kubeferry's upstream client; about the least any proxy served by "
             "aiohttp's server spends per request, with no feature at all"
         )
-        if leanest.cpu_per_request_seconds and nginx is not None and nginx.cpu_per_request_seconds:
-            budget = 2 * nginx.cpu_per_request_seconds
+        budget = _half_nginx_budget(leanest, nginx)
+        if budget is not None:
             text += (
                 f": {format_seconds(leanest.cpu_per_request_seconds)} of CPU per request "
                 f"against the {format_seconds(budget)} budget of 0.5x nginx"

@@ -102,17 +102,27 @@ def kubeferry_lb(
     return Launch(argv, port, env=env, stdout_path=stdout, log_path=workdir / f"{name}.stderr")
 
 
-def aiohttp_floor(workdir: Path, port: int, backends: list[int], *, kubeferry: Path) -> Launch:
-    """bench/aiohttp_floor.py on the interpreter `kubeferry` runs on (same Python, aiohttp and
-    uvloop); it ignores the backends: it answers every request itself."""
+def _bench_module(
+    kubeferry: Path, port: int, module: str, args: list[str], log_path: Path
+) -> Launch:
+    """`python -m module --port N args` on the interpreter `kubeferry` runs on (same Python,
+    aiohttp and uvloop), with this checkout importable."""
     python = interpreter_of(kubeferry)
     if python is None:
         # Not a failure to hide: the row would measure some other interpreter.
         return Launch([f"(no Python interpreter found in {kubeferry}'s #! line)"], port)
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_CHECKOUT), env.get("PYTHONPATH", "")) if p)
-    argv = [str(python), "-m", "bench.aiohttp_floor", "--port", str(port)]
-    return Launch(argv, port, env=env, log_path=workdir / "aiohttp-floor.stderr")
+    argv = [str(python), "-m", module, "--port", str(port), *args]
+    return Launch(argv, port, env=env, log_path=log_path)
+
+
+def aiohttp_floor(workdir: Path, port: int, backends: list[int], *, kubeferry: Path) -> Launch:
+    """bench/aiohttp_floor.py on kubeferry's interpreter; it ignores the backends: it answers
+    every request itself."""
+    return _bench_module(
+        kubeferry, port, "bench.aiohttp_floor", [], workdir / "aiohttp-floor.stderr"
+    )
 
 
 def bare_proxy(
@@ -120,15 +130,11 @@ def bare_proxy(
 ) -> Launch:
     """bench/bare_proxy.py on kubeferry's interpreter, over the same backends, with
     kubeferry's upstream client or the minimal one (bench.minimal_upstream)."""
-    python = interpreter_of(kubeferry)
-    if python is None:
-        return Launch([f"(no Python interpreter found in {kubeferry}'s #! line)"], port)
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_CHECKOUT), env.get("PYTHONPATH", "")) if p)
-    argv = [str(python), "-m", "bench.bare_proxy", "--port", str(port), "--client", client]
+    args = ["--client", client]
     for backend in backends:
-        argv += ["--backend", str(backend)]
-    return Launch(argv, port, env=env, log_path=workdir / f"bare-proxy-{client}.stderr")
+        args += ["--backend", str(backend)]
+    log = workdir / f"bare-proxy-{client}.stderr"
+    return _bench_module(kubeferry, port, "bench.bare_proxy", args, log)
 
 
 LaunchFactory = Callable[[Path, int, list[int]], Launch]

@@ -12,9 +12,10 @@ server in front. `--tasks` coroutines share one uvloop and send keep-alive GETs 
   a future per request, nothing else: about the least an asyncio HTTP/1.1 client can spend.
 
 CPU per request is this process's user plus system time (getrusage) over the requests. The
-backend (nginx, `bench.backends`) runs pinned to another CPU than this process when the
-machine has two. Every request is bounded: a run stops after `--requests` answers or
-`--seconds`, whichever comes first, and any answer but 200 is an error.
+backend (nginx, `bench.backends`) runs pinned to other CPUs than this process when the
+machine has two or more (`CpuPlan`, as `make bench` places a load balancer and its load).
+Every request is bounded: a run stops after `--requests` answers or `--seconds`, whichever
+comes first, and any answer but 200 is an error.
 """
 
 from __future__ import annotations
@@ -33,8 +34,9 @@ from pathlib import Path
 import uvloop
 
 from bench.backends import start_backends
+from bench.bare_proxy import kubeferry_client
 from bench.minimal_upstream import MinimalPool
-from bench.processes import ProcessGroup
+from bench.processes import CpuPlan, ProcessGroup
 from proxy.model import Endpoint
 from proxy.upstream import UpstreamClient
 
@@ -102,12 +104,10 @@ def minimal_worker(pool: MinimalPool, port: int) -> Worker:
 
 
 async def measure(client: str, port: int, *, requests: int, tasks: int, seconds: float) -> Measured:
-    upstream = UpstreamClient(
-        connect_timeout_seconds=5.0, idle_timeout_seconds=30.0, keepalive_seconds=60.0
-    )
+    upstream = kubeferry_client() if client == "kubeferry" else None
     minimal = MinimalPool()
     work = (
-        kubeferry_worker(upstream, port) if client == "kubeferry" else minimal_worker(minimal, port)
+        kubeferry_worker(upstream, port) if upstream is not None else minimal_worker(minimal, port)
     )
     claimed = 0
     deadline = time.monotonic() + seconds
@@ -123,7 +123,8 @@ async def measure(client: str, port: int, *, requests: int, tasks: int, seconds:
     try:
         answered = sum(await asyncio.gather(*(work(more) for _ in range(tasks))))
     finally:
-        await upstream.close()
+        if upstream is not None:
+            await upstream.close()
         minimal.close()
     after, ended = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
     return Measured(
@@ -142,12 +143,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds")
     parser.add_argument("--seconds", type=float, default=30.0, help="time bound per run")
     args = parser.parse_args(argv)
-    cpus = sorted(os.sched_getaffinity(0))
-    mine, theirs = (frozenset(cpus[:1]), frozenset(cpus[1:2])) if len(cpus) > 1 else (None, None)
+    # This process takes the load balancer's CPU, the backend the others (as make bench).
+    plan = CpuPlan.split(pin=True)
     with ProcessGroup() as processes, tempfile.TemporaryDirectory() as workdir:
-        [port], _ = start_backends(processes, Path(workdir), count=1, cpus=theirs)
-        if mine:
-            os.sched_setaffinity(0, mine)
+        [port], _ = start_backends(processes, Path(workdir), count=1, cpus=plan.load)
+        if plan.balancer:
+            os.sched_setaffinity(0, plan.balancer)
         for round_number in range(1, args.rounds + 1):
             for client in CLIENTS:
                 result = uvloop.run(
