@@ -41,11 +41,12 @@ import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from bench.machine import status_bytes
 from bench.options import Options
 from bench.processes import BenchError, ProcessGroup, free_port, group_cpu_seconds
 from bench.report import Section, format_seconds
@@ -480,16 +481,9 @@ def in_process_delays(admin_port: int) -> InProcess | None:
 
 
 def memory(pid: int) -> tuple[int, int]:
-    fields = dict(_proc_status(pid))
-    return fields.get("VmRSS", 0), fields.get("VmHWM", 0)
-
-
-def _proc_status(pid: int) -> Iterator[tuple[str, int]]:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, value = line.partition(":")
-        parts = value.split()
-        if len(parts) == 2 and parts[1] == "kB":
-            yield key, int(parts[0]) * 1024
+    """RSS and peak RSS (VmHWM) in bytes, 0 where /proc does not say."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    return status_bytes(status, "VmRSS") or 0, status_bytes(status, "VmHWM") or 0
 
 
 def idle_cpu(process: subprocess.Popen[bytes], seconds: float) -> float:
