@@ -52,10 +52,10 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Literal, TypeAlias
 
+from controller.gateway.objects import Key as Key  # (namespace, name): one alias for all
 from controller.gateway_streams import (
     GATEWAY_KINDS,
     SCOPED_GATEWAY_KINDS,
-    GatewayChanges,
     GatewayKind,
     GatewayStreams,
     RawObject,
@@ -65,7 +65,6 @@ from controller.objects import SecretInfo, ServiceInfo, SliceInfo
 Kind: TypeAlias = Literal["Service", "EndpointSlice", "Secret"] | GatewayKind
 # The kinds watched in every scope from the start; Secrets get a stream each, on demand.
 KINDS: tuple[Kind, ...] = ("Service", "EndpointSlice")
-Key: TypeAlias = tuple[str, str]
 Object: TypeAlias = ServiceInfo | SliceInfo | SecretInfo | RawObject
 
 
@@ -208,7 +207,7 @@ class Cache:
         self.gateway = gateway
         self._gateway_streams: frozenset[tuple[Kind, WatchScope]] = frozenset()
         self._gateway: dict[str, Mapping[Key, RawObject]] = {}
-        self._gateway_touched: set[tuple[str, Key]] = set()
+        self._gateway_touched: set[ObjectRef] = set()
         self._gateway_everything = False
         if gateway is not None:
             self._gateway_streams = frozenset(_gateway_stream_list(self.scopes, gateway))
@@ -267,10 +266,12 @@ class Cache:
         """The Gateway API streams not listed yet, as "Kind scope" (for logs)."""
         return sorted(f"{k} {s}" for k, s in self._gateway_streams - self._listed)
 
-    def take_gateway_changed(self) -> GatewayChanges:
-        """Which Gateway API objects changed since the last call (all of a kind after a
+    def take_gateway_changed(self) -> Changes:
+        """Which Gateway API objects changed since the last call (everything after a
         (re)list), then forget it. False when nothing did."""
-        changes = GatewayChanges(frozenset(self._gateway_touched), self._gateway_everything)
+        changes = (
+            EVERYTHING if self._gateway_everything else Changes(frozenset(self._gateway_touched))
+        )
         self._gateway_touched = set()
         self._gateway_everything = False
         return changes
@@ -344,7 +345,7 @@ class Cache:
             return False
         store[obj.key] = obj
         if isinstance(obj, RawObject):
-            self._gateway_touched.add((kind, obj.key))
+            self._gateway_touched.add(ObjectRef(kind, *obj.key))
             self._merge_gateway(kind)
             self._notify()
             return True
@@ -368,7 +369,7 @@ class Cache:
         if old is None:
             return False
         if isinstance(old, RawObject):
-            self._gateway_touched.add((kind, old.key))
+            self._gateway_touched.add(ObjectRef(kind, *old.key))
             self._merge_gateway(kind)
             self._notify()
             return True

@@ -1,5 +1,5 @@
 """The Gateway API kinds in the controller's cache: which streams there are, the raw form
-their objects are kept in (`RawObject`), and the note of what changed (`GatewayChanges`).
+their objects are kept in (`RawObject`).
 Their parsing is the model's (controller.gateway); controller.cache holds them."""
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ GATEWAY_KINDS: tuple[GatewayKind, ...] = (
 SCOPED_GATEWAY_KINDS: tuple[GatewayKind, ...] = ("Gateway", "HTTPRoute", "ReferenceGrant")
 # The kinds that are CRDs (gateway.networking.k8s.io/v1), which may not be installed.
 GATEWAY_CRD_KINDS: frozenset[str] = frozenset({"GatewayClass", *SCOPED_GATEWAY_KINDS})
-Key: TypeAlias = tuple[str, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,18 +64,6 @@ class RawObject:
     @property
     def metadata(self) -> Mapping[str, Any]:
         return mapping(self.body.get("metadata"))
-
-
-@dataclass(frozen=True, slots=True)
-class GatewayChanges:
-    """Which Gateway API objects (kind, (namespace, name)) changed; `everything` after a
-    stream (re)listed."""
-
-    touched: frozenset[tuple[str, Key]] = frozenset()
-    everything: bool = False
-
-    def __bool__(self) -> bool:
-        return self.everything or bool(self.touched)
 
 
 @dataclass(frozen=True, slots=True)

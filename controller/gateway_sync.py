@@ -35,7 +35,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Protocol
 
 from controller.annotations import Defaults
-from controller.cache import Changes, Key
+from controller.cache import Changes, Key, ObjectRef
 from controller.certificates import SecretCertificates
 from controller.gateway import services as owned_services
 from controller.gateway import status_writer
@@ -45,7 +45,7 @@ from controller.gateway.ports import PortRange
 from controller.gateway.state import GatewayInputs, GatewayState, build
 from controller.gateway.status import has_our_parents
 from controller.gateway.translate import upstream_name
-from controller.gateway_streams import GatewayChanges, GatewayKind, RawObject
+from controller.gateway_streams import GatewayKind, RawObject
 from controller.objects import ClusterView, ServiceInfo, SliceInfo, mapping
 from controller.translate import endpoints_of
 from proxy.listeners import ListenerSpec
@@ -71,7 +71,7 @@ class GatewayView(ClusterView, Protocol):
 
     def gateway_objects(self, kind: GatewayKind) -> Mapping[Key, RawObject]: ...
 
-    def take_gateway_changed(self) -> GatewayChanges: ...
+    def take_gateway_changed(self) -> Changes: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,8 +103,8 @@ class GatewaySync:
       _built        the GatewayClasses, Gateways, HTTPRoutes and Namespaces the last build read
       _applied      the upstreams the routes of the data plane's listeners use now (the
                     writer applies listeners after the sync pushed upstreams, so an upstream
-                    the new routes dropped stays until the old routes are gone); `_pushed`
-                    the upstreams of the last result
+                    the new routes dropped stays until the old routes are gone; it is taken
+                    from the last result's upstreams)
       _upstreams    backend -> (Service, slices, spec) of the last build, reused while its
                     inputs are the same objects, so an unchanged upstream is the same object
       _errors       malformed objects already logged
@@ -133,7 +133,6 @@ class GatewaySync:
         self._built: dict[str, Mapping[Key, RawObject]] = {}
         self._applied: frozenset[str] = frozenset()
         self._applied_changed = False
-        self._pushed: Mapping[str, UpstreamSpec] = _NO_UPSTREAMS
         self._upstreams: dict[
             ServicePortKey, tuple[ServiceInfo, Sequence[SliceInfo], UpstreamSpec]
         ] = {}
@@ -245,12 +244,13 @@ class GatewaySync:
         self._desired = desired
         return desired
 
-    def _echoes(self, touched: Iterable[tuple[str, Key]], state: GatewayState) -> bool:
+    def _echoes(self, touched: Iterable[ObjectRef], state: GatewayState) -> bool:
         """Whether every changed object differs from what the last build read only in a
         `.status` that is now exactly the one the build wants (our write, back through the
         watch), or that is another controller's, or is a Namespace with the same labels: then
         a build would give the same state, and at thousands of routes each would cost one."""
-        for kind, key in touched:
+        for ref in touched:
+            kind, key = ref.kind, (ref.namespace, ref.name)
             built = self._built.get(kind)
             old = built.get(key) if built is not None else None
             new = self._view.gateway_objects(kind).get(key)  # type: ignore[arg-type]
@@ -375,13 +375,13 @@ class GatewaySync:
         self._upstreams = kept
         # Upstreams the routes in the data plane still use, until the writer has replaced
         # them: requests never find a route whose upstream is gone.
+        pushed = self._desired.upstreams if self._desired is not None else _NO_UPSTREAMS
         for name in self._applied - upstreams.keys():
-            old = self._pushed.get(name)
+            old = pushed.get(name)
             if old is not None:
                 upstreams[name] = old
         self._applied_changed = False
-        self._pushed = MappingProxyType(upstreams)
-        return self._pushed
+        return MappingProxyType(upstreams)
 
     def _upstream(
         self, backend: ServicePortKey, service: ServiceInfo, slices: Sequence[SliceInfo]

@@ -222,18 +222,11 @@ class Route:
         set_(self, "label", host + path if host else path)
         conditional = bool(method or self.headers or self.query)
         set_(self, "conditional", conditional)
-        if host is None:
-            host_rank, host_length = 2, 0
-        elif host.startswith("*."):
-            host_rank, host_length = 1, -len(host)
-        else:
-            host_rank, host_length = 0, 0
         set_(
             self,
             "rank",
             (
-                host_rank,
-                host_length,
+                *host_rank(host),
                 -_PATH_RANK[kind],
                 -len(path) if kind == "prefix" else 0,
                 method is None,
@@ -260,6 +253,17 @@ class Route:
 
 
 _rank = attrgetter("rank")
+
+
+def host_rank(host: str | None) -> tuple[int, int]:
+    """Sort key of a host pattern, most specific first: an exact host, then wildcards, the
+    longest first, then none (any host). The first part of `Route.rank`; the controller ranks
+    Gateway listener hostnames by it too."""
+    if host is None:
+        return (2, 0)
+    if host.startswith("*."):
+        return (1, -len(host))
+    return (0, 0)
 
 
 def host_matches(pattern: str, host: str) -> bool:

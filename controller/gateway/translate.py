@@ -41,7 +41,7 @@ from controller.gateway.memo import GatewayMemo
 from controller.gateway.objects import Key
 from controller.gateway.ports import GatewayPortKey
 from proxy.listeners import ListenerSpec, TlsListenerConfig
-from proxy.routing import Route, WeightedBackend
+from proxy.routing import Route, WeightedBackend, host_rank
 from proxy.tls.certificate import Certificate
 from proxy.tls.store import CertificateSet
 
@@ -103,16 +103,6 @@ def translate(
     return tuple(specs), frozenset(backends)
 
 
-def _specificity(hostname: str | None) -> tuple[int, int]:
-    """Sort key of a listener hostname, most specific first: exact, the longest wildcard,
-    none."""
-    if hostname is None:
-        return (2, 0)
-    if hostname.startswith("*."):
-        return (1, -len(hostname))
-    return (0, 0)
-
-
 def _more_specific(listeners: list[ListenerNode]) -> dict[str, tuple[str, ...]]:
     """Per listener name of one port: the other listeners' hostnames more specific than its
     own. A route hostname one of them covers lies inside both listeners (an intersection
@@ -122,7 +112,7 @@ def _more_specific(listeners: list[ListenerNode]) -> dict[str, tuple[str, ...]]:
             other.listener.hostname
             for other in listeners
             if other.listener.hostname is not None
-            and _specificity(other.listener.hostname) < _specificity(ln.listener.hostname)
+            and host_rank(other.listener.hostname) < host_rank(ln.listener.hostname)
         )
         for ln in listeners
     }

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from controller.cache import Cache, WatchScope
-from controller.gateway_streams import GatewayChanges, GatewayStreams, RawObject
+from controller.cache import Cache, Changes, ObjectRef, WatchScope
+from controller.gateway_streams import GatewayStreams, RawObject
 
 STREAMS = GatewayStreams("kubeferry", "gateway.kubeferry.io/namespace")
 
@@ -88,7 +88,7 @@ def test_gateway_objects_merge_scopes_copy_on_write() -> None:
 
     assert cache.upsert("Gateway", raw("Gateway", "b", "two"), scope=WatchScope("b"))
     assert not cache.upsert("Gateway", raw("Gateway", "b", "two"), scope=WatchScope("b"))
-    assert cache.take_gateway_changed() == GatewayChanges(frozenset({("Gateway", ("b", "two"))}))
+    assert cache.take_gateway_changed() == Changes(frozenset({ObjectRef("Gateway", "b", "two")}))
     assert sorted(cache.gateway_objects("Gateway")) == [("a", "one"), ("b", "two")]
     assert sorted(held) == [("a", "one")]  # what the sync held did not change under it
 
